@@ -1,0 +1,52 @@
+"""Engine configuration: plain frozen dataclasses, built by the entry point from settings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Blend:
+    """How much each candidate source counts in the final score, plus the two re-ranking knobs.
+
+    A fixed blend tuned by prequential evaluation (docs/decisions/0010-fixed-blend-tuned-by-evaluation.md)."""
+    recent: float = 1.0      # re-engagement with the user's own recent items
+    covisit: float = 1.0     # items seen together with the user's session items
+    trending: float = 0.05   # time-decayed popularity (fill and cold start)
+    mf: float = 0.05         # online matrix factorisation (user + session taste)
+    content: float = 0.3     # category/tag taste profile, new items in liked categories
+    context: float = 0.02    # popular on this device / at this time of day
+    explore: float = 0.02    # chance that each exploration slot is handed to the bandit
+    diversity: float = 0.3   # MMR weight against same-category near duplicates (0 = off)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str = "control"
+    weight: float = 1.0      # share of users routed here (relative)
+    blend: Blend = field(default_factory=Blend)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    k: int = 20
+    model_version: str = "v1"
+    exclude_purchased: bool = True
+    skip_window_ms: int = 7 * 24 * 3600_000   # a skipped item stays out this long
+    recent_window: int = 10                   # session items that seed candidates
+    recency_decay: float = 0.75               # weight of the n-th most recent item: decay**n
+    trending_half_life_hours: float = 6.0
+    context_half_life_hours: float = 72.0     # "popular at this hour / on this device" remembers longer
+    covisit_half_life_hours: float = 72.0
+    covisit_window: int = 5
+    min_seed_neighbors: int = 10              # neighbours per seed halve with age down to this
+    two_hop: float = 0.5                      # weight of neighbours-of-neighbours of the latest item
+    two_hop_neighbors: int = 10               # how many of its neighbours are expanded
+    two_hop_breadth: int = 20                 # and how many of each one's neighbours are taken
+    mf_factors: int = 16
+    mf_learning_rate: float = 0.05
+    mf_regularization: float = 0.002
+    mf_candidates: int = 0                    # items the MF adds from the whole catalogue (0 = rescoring only)
+    content_candidates: int = 10              # new/trending items per liked category
+    explore_from: int = 10                    # slots from this rank on may be explored
+    utc_offset_hours: int = 0                 # local time for the hour-of-day context
+    variants: tuple[Variant, ...] = (Variant(),)

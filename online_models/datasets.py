@@ -1,0 +1,74 @@
+"""Readers that turn public interaction logs into contract events, time-ordered.
+
+Formats: contract JSONL (one interaction per line), the YOOCHOOSE clicks TSV
+(`SessionId ItemId Time`, seconds), and OTTO sessions JSONL (`{session, events[{aid, ts, type}]}`).
+A session is the user id for both public sets.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+
+OTTO_TYPES = {"clicks": "click", "carts": "add_to_cart", "orders": "purchase"}
+
+
+def detect_format(path: str | Path) -> str:
+    path = Path(path)
+    with path.open("rb") as f:
+        first = f.readline()
+    if first.startswith(b"SessionId"):
+        return "yoochoose"
+    if first.lstrip().startswith(b"{"):
+        record = orjson.loads(first)
+        return "otto" if "events" in record and "session" in record else "jsonl"
+    raise ValueError(f"{path}: unrecognised format (expected contract JSONL, YOOCHOOSE TSV or OTTO JSONL)")
+
+
+def read_yoochoose(path: str | Path) -> list[dict]:
+    events = []
+    with Path(path).open(newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        next(reader)
+        for n, (session, item, seconds) in enumerate(reader):
+            ts = int(round(float(seconds) * 1000))
+            events.append({"event_id": f"yc-{n}", "user_id": session, "item_id": item,
+                           "type": "click", "ts": ts, "session_id": session})
+    return events
+
+
+def read_otto(path: str | Path) -> list[dict]:
+    events = []
+    with Path(path).open("rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            record = orjson.loads(line)
+            sid = str(record["session"])
+            for n, e in enumerate(record["events"]):
+                events.append({"event_id": f"otto-{sid}-{n}", "user_id": sid, "item_id": str(e["aid"]),
+                               "type": OTTO_TYPES[e["type"]], "ts": int(e["ts"]), "session_id": sid})
+    return events
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with Path(path).open("rb") as f:
+        return [orjson.loads(line) for line in f if line.strip()]
+
+
+READERS = {"yoochoose": read_yoochoose, "otto": read_otto, "jsonl": read_jsonl}
+
+
+def load_events(path: str | Path, fmt: str | None = None, sort: bool = True) -> list[dict]:
+    """Contract event dicts from any supported file; time-ordered (stable) unless sort=False."""
+    events = READERS[fmt or detect_format(path)](path)
+    if sort:
+        events.sort(key=lambda e: e.get("ts", 0))
+    return events
+
+
+def iter_jsonl_lines(events: list[dict]) -> Iterator[bytes]:
+    for e in events:
+        yield orjson.dumps(e)

@@ -1,0 +1,176 @@
+"""One shard of the engine: the state and models of one input partition.
+
+The engine learns from events one at a time, answers "what would this user be shown now",
+and hands out everything it changed since the last checkpoint as rows for the partition's
+store. Models are per shard, so a user's output depends only on the events of their own
+partition — the property that makes crash recovery and rebalancing exact (docs/decisions).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import orjson
+
+from .catalog import Catalog
+from .config import EngineConfig
+from .content import ContentModel
+from .context import EventScopes
+from .covisitation import CoVisitation
+from .events import Interaction
+from .exploration import SourceBandit
+from .mf import OnlineMF
+from .recommender import Recommender, Scored
+from .rules import NO_REQUEST, Request
+from .store import MODEL, USER, PartitionStore, model_key, user_key
+from .trending import Trending
+from .user_state import UserState
+from .variants import assign
+
+MAX_CACHED_USERS = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    applied: bool          # False: the event id was already applied (a replay)
+    hit: bool | None       # was the item in the user's last published list? None: nothing to check
+
+
+DUPLICATE = Learned(False, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    user_id: str
+    items: list[Scored]
+    variant: str
+    model_version: str
+    trigger_event_id: str
+    trigger_ts: int
+
+    def to_dict(self) -> dict:
+        return {
+            "user_id": self.user_id,
+            "items": [{"item_id": s.item_id, "score": s.score, "reason": s.reason} for s in self.items],
+            "variant": self.variant,
+            "model_version": self.model_version,
+            "updated_at": self.trigger_ts,
+            "trigger": {"event_id": self.trigger_event_id, "ts": self.trigger_ts},
+        }
+
+
+class Engine:
+    def __init__(self, store: PartitionStore, catalog: Catalog, config: EngineConfig | None = None):
+        self.config = config or EngineConfig()
+        self.store = store
+        self.catalog = catalog
+        cfg = self.config
+        self.trending = Trending(catalog, cfg.trending_half_life_hours)
+        self.context = Trending(catalog, cfg.context_half_life_hours, top_n=50, name="context",
+                                scopes_of=EventScopes(cfg.utc_offset_hours))
+        self.covisit = CoVisitation(window=cfg.covisit_window, half_life_hours=cfg.covisit_half_life_hours)
+        self.mf = OnlineMF(cfg.mf_factors, cfg.mf_learning_rate, cfg.mf_regularization)
+        self.content = ContentModel(catalog)
+        self.bandit = SourceBandit()
+        # Learning order matters only in that every model sees the user state *before* the event.
+        self.models = {m.name: m for m in (self.trending, self.context, self.covisit, self.mf,
+                                           self.content, self.bandit)}
+        self._learners = tuple(self.models.values())
+        self.recommender = Recommender(cfg, catalog, self.trending, self.covisit, self.mf,
+                                       self.content, self.context, self.bandit)
+        self._users: dict[str, UserState] = {}
+        self._dirty_users: set[str] = set()
+        self._forgotten: set[str] = set()
+        self._restore_models()
+
+    # -- the event path -------------------------------------------------------------------
+    def learn(self, ev: Interaction) -> Learned:
+        """Apply one event to the models and the user's state (idempotent by event id)."""
+        user = self.user(ev.user_id)
+        if user.has_seen(ev.event_id):
+            return DUPLICATE
+        # Live prequential check: was this item in the list we last published to the user?
+        hit = None if ev.is_negative or not user.shown else ev.item_id in user.shown
+        for model in self._learners:  # each sees the user's state before the event
+            model.learn_one(ev, user)
+        user.apply(ev)
+        self._dirty_users.add(ev.user_id)
+        return Learned(True, hit)
+
+    def publish(self, user_id: str, k: int | None = None) -> Recommendation:
+        """The user's list as published: remembered so the next event can be scored against it
+        (live hit rate) and so the bandit learns from what happened to its explored slots."""
+        rec = self.recommend(user_id, k)
+        user = self.user(user_id)
+        user.shown = [s.item_id for s in rec.items]
+        user.explored = [[s.item_id, s.source] for s in rec.items if s.explored]
+        self._dirty_users.add(user_id)
+        return rec
+
+    def recommend(self, user_id: str, k: int | None = None, request: Request = NO_REQUEST) -> Recommendation:
+        """What the user would be shown now. Read-only: never creates or changes any state."""
+        user = self.peek_user(user_id)
+        variant = assign(user_id, self.config.variants)
+        items = self.recommender.rank(user, variant.blend, k, user_id, request)
+        return Recommendation(user_id, items, variant.name, self.config.model_version,
+                              user.last_event_id, user.last_ts)
+
+    # -- user state -----------------------------------------------------------------------
+    def user(self, user_id: str) -> UserState:
+        """The user's state, loaded into the write-back cache (for learning)."""
+        state = self._users.get(user_id)
+        if state is None:
+            state = self.peek_user(user_id)
+            self._users[user_id] = state
+        return state
+
+    def peek_user(self, user_id: str) -> UserState:
+        """The user's state without caching it (reads never grow state)."""
+        state = self._users.get(user_id)
+        if state is not None:
+            return state
+        raw = self.store.get(user_key(user_id))
+        return UserState.from_bytes(raw) if raw is not None else UserState()
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop everything this shard keeps about the user: their state row, which also holds
+        their MF vector, taste profile and bandit feedback (models keep no per-user rows)."""
+        self._users.pop(user_id, None)
+        self._dirty_users.discard(user_id)
+        self._forgotten.add(user_id)
+
+    # -- checkpointing --------------------------------------------------------------------
+    def pending_rows(self) -> dict[bytes, bytes | None]:
+        """Everything changed since the last call, as store rows (None = delete)."""
+        rows: dict[bytes, bytes | None] = {}
+        for uid in self._dirty_users:
+            rows[user_key(uid)] = self._users[uid].to_bytes()
+        for uid in self._forgotten:
+            rows[user_key(uid)] = None
+        for name, model in self.models.items():
+            for key, value in model.export_dirty().items():
+                rows[model_key(name, key)] = None if value is None else orjson.dumps(value)
+        self._dirty_users.clear()
+        self._forgotten.clear()
+        if len(self._users) > MAX_CACHED_USERS:
+            self._users.clear()
+        return rows
+
+    def checkpoint(self, position: int | None) -> dict[bytes, bytes | None]:
+        """Write pending rows and the input position in one batch; returns the rows."""
+        rows = self.pending_rows()
+        self.store.write(rows, position)
+        return rows
+
+    def _restore_models(self) -> None:
+        for name, model in self.models.items():
+            prefix = MODEL + name.encode() + b"\x00"
+            rows = {k[len(prefix):].decode(): orjson.loads(v) for k, v in self.store.scan(prefix)}
+            if rows:
+                model.import_rows(rows)
+
+    # -- inspection -----------------------------------------------------------------------
+    def users(self) -> Iterator[tuple[str, UserState]]:
+        """Every stored user, in key order (call after a checkpoint)."""
+        for key, raw in self.store.scan(USER):
+            yield key[len(USER):].decode(), UserState.from_bytes(raw)

@@ -1,0 +1,215 @@
+"""Ranking: gather candidates from every source, blend their scores, apply business rules,
+re-rank for diversity, hand some slots to exploration, and say why each item is there.
+
+The blend is a fixed weighted sum tuned by prequential evaluation (docs/decisions/0010).
+"""
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+from .catalog import Catalog
+from .config import Blend, EngineConfig
+from .content import ContentModel
+from .context import describe, scopes
+from .covisitation import CoVisitation
+from .exploration import SourceBandit, draws, slot_uniform
+from .mf import OnlineMF
+from .rules import NO_REQUEST, Request, Rules, mmr
+from .trending import START, Trending
+from .user_state import UserState
+
+
+class Scored(NamedTuple):
+    item_id: str
+    score: float
+    reason: str
+    source: str = "trending"   # recent | covisit | mf | content | context | trending
+    explored: bool = False     # placed by the exploration bandit
+
+
+class Recommender:
+    def __init__(self, config: EngineConfig, catalog: Catalog, trending: Trending, covisit: CoVisitation,
+                 mf: OnlineMF, content: ContentModel, context: Trending, bandit: SourceBandit):
+        self.config = config
+        self.catalog = catalog
+        self.trending = trending
+        self.covisit = covisit
+        self.mf = mf
+        self.content = content
+        self.context = context
+        self.bandit = bandit
+        self.rules = Rules(config, catalog)
+
+    def seeds(self, user: UserState) -> list[str]:
+        """The current session's distinct items, newest first."""
+        seeds: list[str] = []
+        limit = self.config.recent_window
+        for item in reversed(user.session_items):
+            if item not in seeds:
+                seeds.append(item)
+                if len(seeds) >= limit:
+                    break
+        return seeds
+
+    def rank(self, user: UserState, blend: Blend, k: int | None = None, user_id: str = "",
+             request: Request = NO_REQUEST) -> list[Scored]:
+        k = k or self.config.k
+        cfg = self.config
+        decay = cfg.recency_decay
+        seeds = self.seeds(user)
+        scores: dict[str, float] = {}
+        get = scores.get
+        tagged: dict[str, tuple[str, str]] = {}   # item -> (source, reason) for the smaller sources
+
+        if blend.recent:
+            w = blend.recent
+            for item in seeds:
+                scores[item] = get(item, 0.0) + w
+                w *= decay
+        if blend.covisit:
+            w = blend.covisit
+            n = self.covisit.score_neighbors
+            for seed in seeds:  # older seeds count less, so they bring fewer neighbours
+                for item, v in self.covisit.neighbors(seed)[:n]:
+                    scores[item] = get(item, 0.0) + w * v
+                w *= decay
+                n = max(n // 2, cfg.min_seed_neighbors)
+            if cfg.two_hop and seeds:  # neighbours of the latest item's neighbours
+                hop = blend.covisit * cfg.two_hop
+                for b, vb in self.covisit.neighbors(seeds[0])[:cfg.two_hop_neighbors]:
+                    w = hop * vb
+                    for item, v in self.covisit.neighbors(b)[:cfg.two_hop_breadth]:
+                        scores[item] = get(item, 0.0) + w * v
+        if blend.trending:
+            cat = self.catalog.category(seeds[0]) if seeds else None
+            if cat:
+                self._add_trending(self.trending, cat, blend.trending, 2 * k, scores, tagged,
+                                   ("trending", f"trending in {cat}"))
+            self._add_trending(self.trending, None, 0.5 * blend.trending, k, scores, tagged, None)
+            if not seeds:  # a new session: what sessions start with now
+                self._add_trending(self.trending, START, blend.trending, k, scores, tagged, None)
+        if blend.context:
+            ctx = scopes(user.last_context.get("device"), user.last_ts, cfg.utc_offset_hours) \
+                if user.last_ts else ()
+            for scope in ctx:
+                self._add_trending(self.context, scope, blend.context, k, scores, tagged,
+                                   ("context", describe(scope)))
+        if blend.content and user.taste:
+            for item, reason in self.content.candidates(user, cfg.content_candidates):
+                scores[item] = get(item, 0.0) + 0.5 * blend.content
+                tagged.setdefault(item, ("content", reason))
+            affinity = self.content.affinity
+            for item in list(scores):
+                a = affinity(user, item)
+                if a:
+                    scores[item] += blend.content * a
+        vec = self.mf.user_vector(user) if blend.mf else None
+        if vec is not None and cfg.mf_candidates:
+            for item, _ in self.mf.top(vec, cfg.mf_candidates):
+                if item not in scores:
+                    scores[item] = 0.0
+                    tagged.setdefault(item, ("mf", "similar to what you viewed"))
+        if not scores:
+            return []
+
+        diversify = blend.diversity and len(self.catalog)
+        want = 2 * k if diversify else k
+        ranked = self._order(scores, vec, blend.mf, 2 * want)
+        allowed = self.rules.allowed_fn(user, request)
+        picked: list[tuple[str, float]] = []
+        for item, score in ranked:
+            if allowed(item):
+                picked.append((item, score))
+                if len(picked) >= want:
+                    break
+        if diversify:
+            picked = mmr(picked, k, blend.diversity, self.catalog)
+        seed_set = set(seeds)
+        out = [self._explain(item, score, seeds, seed_set, tagged) for item, score in picked]
+        if blend.explore and len(out) > cfg.explore_from:
+            self._explore(out, user, user_id, blend, allowed, vec, seeds)
+        return out
+
+    # -- steps ----------------------------------------------------------------------------
+    @staticmethod
+    def _add_trending(model: Trending, scope: str | None, weight: float, n: int, scores: dict,
+                      tagged: dict, tag: tuple[str, str] | None) -> None:
+        entries, lead = model.top_raw(scope, n)
+        w = -weight / lead
+        get = scores.get
+        for negv, item in entries:
+            scores[item] = get(item, 0.0) + w * negv
+            if tag is not None and item not in tagged:
+                tagged[item] = tag
+
+    def _order(self, scores: dict[str, float], vec: np.ndarray | None, mf_weight: float,
+               shortlist: int) -> Iterator[tuple[str, float]]:
+        """Items best first; ties keep candidate order, which is fixed by the model state.
+        The MF re-scores the shortlist of the other sources' best (vectorised), then the rest
+        follow in their blended order."""
+        items = sorted(scores, key=scores.__getitem__, reverse=True)
+        if vec is None:
+            yield from ((i, scores[i]) for i in items)
+            return
+        head = items[:shortlist]
+        total = np.array([scores[i] for i in head])
+        rows = self.mf.rows_of(head)
+        if rows.min() >= 0:
+            total += mf_weight / (1.0 + np.exp(-self.mf.score_rows(vec, rows)))
+        else:
+            known = rows >= 0
+            total[known] += mf_weight / (1.0 + np.exp(-self.mf.score_rows(vec, rows[known])))
+        order = np.argsort(-total, kind="stable").tolist()
+        totals = total.tolist()
+        for i in order:
+            yield head[i], totals[i]
+        yield from ((i, scores[i]) for i in items[shortlist:])
+
+    def _explain(self, item: str, score: float, seeds: list[str], seed_set: set[str],
+                 tagged: dict[str, tuple[str, str]]) -> Scored:
+        if item in seed_set:
+            return Scored(item, score, "you viewed this recently", "recent")
+        rows = self.covisit.rows
+        for seed in seeds:
+            row = rows.get(seed)
+            if row is not None and item in row:
+                return Scored(item, score, f"because you viewed {seed}", "covisit")
+        if item not in tagged and seeds and self.config.two_hop:
+            for b, _ in self.covisit.neighbors(seeds[0])[:self.config.two_hop_neighbors]:
+                if item in rows.get(b, ()):
+                    return Scored(item, score, f"popular with people who viewed {b}", "covisit")
+        source, reason = tagged.get(item, ("trending", "trending now"))
+        return Scored(item, score, reason, source)
+
+    def _explore(self, out: list[Scored], user: UserState, user_id: str, blend: Blend, allowed,
+                 vec: np.ndarray | None, seeds: list[str]) -> None:
+        noise = draws(user, user_id)
+        for slot in range(self.config.explore_from, len(out)):
+            if slot_uniform(noise, slot) >= blend.explore:
+                continue
+            shown = {s.item_id for s in out}
+            pools = self._pools(vec, seeds)
+            while pools:
+                source = self.bandit.choose(noise + bytes([slot]), sorted(pools))
+                pick = next(((i, r) for i, r in pools.pop(source)() if i not in shown and allowed(i)), None)
+                if pick is not None:
+                    out[slot] = Scored(pick[0], out[slot].score, pick[1], source, True)
+                    break
+
+    def _pools(self, vec: np.ndarray | None, seeds: list[str]) -> dict:
+        """Exploration candidates per source, built only for the source the bandit picks:
+        a little past what the blend would show."""
+        n = 3 * self.config.k
+        pools = {"trending": lambda: ((i, "trending now — something different")
+                                      for _, i in self.trending.top_raw(None, n)[0])}
+        if vec is not None:
+            pools["mf"] = lambda: ((i, "you might like this") for i, _ in self.mf.top(vec, n))
+        if len(self.catalog):
+            pools["content"] = lambda: ((i, "new in the catalogue") for i in self.catalog.new_items()[:n])
+        if seeds:
+            nb = self.covisit.neighbors
+            pools["covisit"] = lambda: ((i, f"popular with people who viewed {b}")
+                                        for b, _ in nb(seeds[0])[:3] for i, _ in nb(b))
+        return pools

@@ -1,0 +1,93 @@
+"""One partition's durable state in its own RocksDB (rocksdict): user states, model rows and
+the input position, always written together in one WriteBatch.
+
+Key layout (bytes):
+  u\\0<user_id>          -> UserState JSON
+  m\\0<model>\\0<key>     -> model row JSON
+  \\0position            -> next input offset to process (decimal)
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+from rocksdict import AccessType, Options, Rdict, WriteBatch
+
+USER = b"u\x00"
+MODEL = b"m\x00"
+POSITION = b"\x00position"
+
+
+def user_key(user_id: str) -> bytes:
+    return USER + user_id.encode()
+
+
+def model_key(model: str, key: str) -> bytes:
+    return MODEL + model.encode() + b"\x00" + key.encode()
+
+
+class PartitionStore:
+    def __init__(self, path: str | Path, read_only: bool = False):
+        self.path = Path(path)
+        opts = Options(raw_mode=True)
+        # Bounded memory per partition: two 8 MiB memtables instead of RocksDB's 64 MiB default.
+        opts.set_write_buffer_size(8 << 20)
+        opts.set_max_write_buffer_number(2)
+        if read_only:  # inspection beside a running worker (RocksDB allows one writer)
+            self._db = Rdict(str(self.path), options=opts, access_type=AccessType.read_only())
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            opts.create_if_missing(True)
+            self._db = Rdict(str(self.path), options=opts)
+        self.position: int | None = None
+        self.reload_position()
+
+    def reload_position(self) -> None:
+        raw = self._db.get(POSITION)
+        self.position = int(raw) if raw is not None else None
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(key)
+
+    def write(self, rows: dict[bytes, bytes | None], position: int | None) -> None:
+        """Atomically apply `rows` (None deletes) together with the new input position."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in rows.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        if position is not None:
+            batch.put(POSITION, str(position).encode())
+        self._db.write(batch)
+        if position is not None:
+            self.position = position
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        it = self._db.iter()
+        it.seek(prefix)
+        while it.valid():
+            key = it.key()
+            if not key.startswith(prefix):
+                break
+            yield key, it.value()
+            it.next()
+
+    def count(self, prefix: bytes) -> int:
+        return sum(1 for _ in self.scan(prefix))
+
+    def is_empty(self) -> bool:
+        it = self._db.iter()
+        it.seek_to_first()
+        return not it.valid()
+
+    def approximate_size(self) -> int:
+        return sum(f.stat().st_size for f in self.path.glob("*") if f.is_file())
+
+    def close(self) -> None:
+        self._db.close()
+
+    def destroy(self) -> None:
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""JSON Schemas of every topic (installed as the `reco_schemas` package)."""

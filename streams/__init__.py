@@ -1,0 +1,1 @@
+"""Kafka I/O, the stream processor, the embedded broker, the serving app and the CLI."""

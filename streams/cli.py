@@ -1,0 +1,210 @@
+"""`reco`: the command line. Settings are built once here: defaults < --config FILE (TOML) <
+RECO_* environment variables < flags."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from .settings import Settings, load_settings
+
+
+def _settings(ctx: click.Context, **overrides) -> Settings:
+    root = ctx.find_root().params
+    merged = {**{k: v for k, v in root.items() if k != "config"}, **overrides}
+    try:
+        return load_settings(root.get("config"), **merged)
+    except Exception as e:
+        raise click.UsageError(f"invalid settings: {e}") from e
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", type=click.Path(dir_okay=False), help="TOML settings file (keys = setting names).")
+@click.option("--bootstrap-servers", help="Kafka bootstrap servers [env RECO_BOOTSTRAP_SERVERS; default 127.0.0.1:9092]")
+@click.option("--state-dir", type=click.Path(file_okay=False), help="RocksDB state directory [env RECO_STATE_DIR]")
+@click.option("--metrics-port", type=int, help="Prometheus /metrics port, 0 = off [env RECO_METRICS_PORT; default 9100]")
+@click.option("--group-id", help="consumer group of the workers [env RECO_GROUP_ID]")
+@click.option("--partitions", type=int, help="partitions of topics the engine creates [env RECO_PARTITIONS]")
+@click.option("--k", type=int, help="recommendation list length [env RECO_K; default 20]")
+@click.option("--interactions-topic", help="[env RECO_INTERACTIONS_TOPIC; default interactions]")
+@click.option("--items-topic", help="[env RECO_ITEMS_TOPIC; default items]")
+@click.option("--recommendations-topic", help="[env RECO_RECOMMENDATIONS_TOPIC; default recommendations]")
+@click.option("--dlq-topic", help="[env RECO_DLQ_TOPIC; default interactions.dlq]")
+@click.option("--log-level", help="[env RECO_LOG_LEVEL; default INFO]")
+def cli(**_):
+    """Streaming personalization engine: interactions in, fresh recommendations out."""
+
+
+@cli.command()
+@click.option("--port", type=int, default=9092, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def broker(port: int, host: str):
+    """Run the embedded Kafka-protocol broker (Tansu, in memory) in the foreground."""
+    from .broker import EmbeddedBroker
+
+    with EmbeddedBroker(port, host) as b:
+        click.echo(f"broker listening on {b.bootstrap} (memory only; Ctrl-C stops it)")
+        try:
+            b.proc.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+@cli.command()
+@click.pass_context
+def run(ctx: click.Context):
+    """Run one engine worker (several share the work through the consumer group)."""
+    from .http import Health, serve
+    from .metrics import Metrics
+    from .processor import Worker
+
+    settings = _settings(ctx)
+    _setup_logging(settings)
+    metrics = Metrics()
+    health = Health(metrics)
+    if settings.metrics_port:
+        server = serve(metrics, health, settings.metrics_host, settings.metrics_port)
+        logging.getLogger("reco").info("metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
+    worker = Worker(settings, metrics, health)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop())
+    worker.run()
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--rate", type=float, help="events per second (default: as fast as possible)")
+@click.option("--limit", type=int, help="send only the first N events")
+@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "yoochoose", "otto"]), default="auto",
+              show_default=True)
+@click.option("--retime", is_flag=True, help="stamp each event with the current time")
+@click.pass_context
+def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None, fmt: str, retime: bool):
+    """Send events from FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL) to the interactions topic."""
+    from rich.progress import Progress
+
+    from online_models.datasets import load_events
+
+    from .clients import ensure_topics
+    from .produce import produce_events
+
+    settings = _settings(ctx)
+    events = load_events(file, None if fmt == "auto" else fmt)[:limit]
+    ensure_topics(settings)
+    with Progress(transient=False) as progress:
+        task = progress.add_task(f"producing {len(events)} events", total=len(events))
+        sent = produce_events(settings, events, rate=rate, retime=retime,
+                              on_sent=lambda _: progress.advance(task))
+    click.echo(f"sent {sent} events to {settings.interactions_topic} on {settings.bootstrap_servers}")
+
+
+@cli.command()
+@click.option("--from-beginning", is_flag=True, help="replay the current lists first")
+@click.option("--user", "user_id", help="only this user")
+@click.option("--json", "as_json", is_flag=True, help="print raw JSON values")
+@click.option("--timeout", type=float, help="stop after this many seconds")
+@click.option("--count", type=int, help="stop after this many updates")
+@click.pass_context
+def tail(ctx: click.Context, from_beginning: bool, user_id: str | None, as_json: bool,
+         timeout: float | None, count: int | None):
+    """Print recommendation updates as they arrive."""
+    import orjson
+
+    from .tail import follow, format_line
+
+    settings = _settings(ctx)
+    shown = 0
+    try:
+        for rec, _ in follow(settings, from_beginning=from_beginning, timeout_s=timeout):
+            if user_id and rec["user_id"] != user_id:
+                continue
+            click.echo(orjson.dumps(rec).decode() if as_json else format_line(rec))
+            shown += 1
+            if count and shown >= count:
+                break
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.option("--rate", type=float, default=200.0, show_default=True, help="events per second to replay")
+@click.option("--port", type=int, default=9092, show_default=True, help="embedded broker port")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False),
+              help="events file (default: ../shared/data/yoochoose-sample/clicks.tsv)")
+@click.option("--limit", type=int, help="replay only the first N events")
+@click.option("--duration", type=float, help="stop after this many seconds")
+@click.pass_context
+def demo(ctx: click.Context, rate: float, port: int, data: str | None, limit: int | None, duration: float | None):
+    """Start broker + engine, replay the real Yoochoose sample, show recommendations live."""
+    from .demo import run_demo
+
+    settings = _settings(ctx, bootstrap_servers=f"127.0.0.1:{port}")
+    run_demo(settings, port=port, data=Path(data) if data else None, rate=rate, limit=limit, duration=duration)
+
+
+@cli.command()
+@click.option("--events", "n_events", type=int, default=100_000, show_default=True)
+@click.option("--partitions", "n_partitions", type=int, default=4, show_default=True)
+@click.option("--rounds", type=int, default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench(n_events: int, n_partitions: int, rounds: int, as_json: bool):
+    """Worker throughput against a bare consumer, same broker, same data, same run."""
+    import orjson
+
+    from .bench import run_bench
+
+    logging.basicConfig(level=logging.WARNING)
+    result = run_bench(n_events, n_partitions, rounds)
+    if as_json:
+        click.echo(orjson.dumps(result).decode())
+        return
+    click.echo(f"{n_events:,} synthetic events, {n_partitions} partitions, embedded broker")
+    for r in result["rounds"]:
+        click.echo(f"  round {r['round']}: bare consumer {r['bare_events_per_s']:>9,} ev/s   "
+                   f"engine worker {r['worker_events_per_s']:>8,} ev/s   ratio {r['ratio']:.3f}")
+    click.echo(f"median worker/bare ratio: {result['median_ratio']:.3f}")
+
+
+@cli.group()
+def state():
+    """Inspect the engine's state stores."""
+
+
+@state.command("dump")
+@click.option("--models", is_flag=True, help="include model rows too")
+@click.pass_context
+def state_dump(ctx: click.Context, models: bool):
+    """Print every user's state under --state-dir as deterministic JSON (works beside a running worker)."""
+    from .state_dump import dump_state
+
+    settings = _settings(ctx)
+    if not Path(settings.state_dir).is_dir():
+        raise click.ClickException(f"no state directory at {settings.state_dir}")
+    click.echo(dump_state(settings.state_dir, settings.interactions_topic, models).decode())
+
+
+def _register_optional() -> None:
+    try:
+        from .evaluate_cli import evaluate
+    except ImportError:
+        return
+    cli.add_command(evaluate)
+
+
+_register_optional()
+
+
+def main() -> None:
+    cli(auto_envvar_prefix=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Thin constructors over confluent-kafka: explicit config dicts built from Settings."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def producer(settings: Settings, **overrides: Any) -> Producer:
+    conf = {
+        **settings.kafka_common(),
+        "linger.ms": 5,
+        "acks": "all",
+        "enable.idempotence": True,
+        # Backpressure: produce() raises BufferError instead of queueing without bound.
+        "queue.buffering.max.messages": 100_000,
+        "queue.buffering.max.kbytes": 65_536,
+        **overrides,
+    }
+    return Producer(conf)
+
+
+def consumer(settings: Settings, group_id: str | None = None, **overrides: Any) -> Consumer:
+    conf = {
+        **settings.kafka_common(),
+        "group.id": group_id or settings.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        # Out-of-range positions surface as errors so the worker applies its documented policy.
+        "auto.offset.reset": "error",
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": max(settings.session_timeout_ms // 5, 500),
+        # Bounded prefetch: memory stays flat however far behind the worker is.
+        "queued.max.messages.kbytes": 16_384,
+        "fetch.max.bytes": 8 * 1024 * 1024,
+        "fetch.wait.max.ms": 50,
+        **overrides,
+    }
+    return Consumer(conf)
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient(settings.kafka_common())
+
+
+def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every topic the engine uses and its configuration."""
+    compact = {"cleanup.policy": "compact"}
+    return {
+        settings.interactions_topic: {},
+        settings.items_topic: compact,
+        settings.recommendations_topic: compact,
+        settings.dlq_topic: {},
+        settings.control_topic: {},
+        settings.changelog_topic: compact,
+    }
+
+
+def ensure_topics(settings: Settings, timeout: float = 15.0) -> list[str]:
+    """Create the missing topics with the configured partitions; returns the ones created."""
+    client = admin(settings)
+    existing = set(client.list_topics(timeout=timeout).topics)
+    wanted = [
+        NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication_factor,
+                 config=config)
+        for name, config in topic_specs(settings).items() if name not in existing
+    ]
+    created = []
+    for name, future in (client.create_topics(wanted, operation_timeout=timeout).items() if wanted else []):
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as e:
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                raise
+    if created:
+        log.info("created topics %s", ", ".join(created))
+    return created

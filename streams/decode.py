@@ -1,0 +1,51 @@
+"""decode → validate: raw Kafka bytes to an Interaction, or a rejection with a reason."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import fastjsonschema
+import orjson
+
+from online_models.events import Interaction
+
+from .schemas import validator
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    code: str      # bounded set: used as a metric label and the DLQ reason code
+    reason: str    # human-readable detail
+
+
+_validate_interaction = validator("interaction")
+
+
+def decode_interaction(key: bytes | None, value: bytes | None, topic: str, partition: int,
+                       offset: int, max_bytes: int = 64 * 1024) -> Interaction | Rejected:
+    """Never raises on any input: every failure becomes a Rejected."""
+    if value is None:
+        return Rejected("not_an_object", "value is null")
+    if len(value) > max_bytes:
+        return Rejected("oversized", f"value is {len(value)} bytes, limit {max_bytes}")
+    if key is None:
+        return Rejected("null_key", "key is null; interactions must be keyed by user_id")
+    try:
+        text_key = key.decode("utf-8")
+        value.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return Rejected("invalid_utf8", f"not UTF-8: {e.reason} at byte {e.start}")
+    try:
+        record = orjson.loads(value)
+    except orjson.JSONDecodeError as e:
+        return Rejected("invalid_json", f"invalid JSON: {e}")
+    if not isinstance(record, dict):
+        return Rejected("not_an_object", f"value is a JSON {type(record).__name__}, expected an object")
+    try:
+        _validate_interaction(record)
+    except fastjsonschema.JsonSchemaValueException as e:
+        return Rejected("schema", f"schema: {e.message}")
+    except Exception as e:  # a validator bug must not kill the worker
+        return Rejected("schema", f"schema: {type(e).__name__}: {e}")
+    if record["user_id"] != text_key:
+        return Rejected("key_mismatch", "key does not match user_id (partitioning must be by user)")
+    return Interaction.from_dict(record, default_event_id=f"{topic}/{partition}/{offset}")

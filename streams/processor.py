@@ -1,0 +1,323 @@
+"""The engine worker: consume a batch → decode → validate → learn → rank → publish →
+checkpoint. One Engine shard per assigned input partition, each with its own RocksDB store."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+
+from online_models.catalog import Catalog
+from online_models.engine import Engine
+from online_models.events import Interaction
+from online_models.store import USER, PartitionStore
+from online_models.variants import assign
+
+from . import clients
+from .catalog_feed import CatalogFeed
+from .checkpoint import Checkpointer, DeliveryFailed
+from .decode import Rejected, decode_interaction
+from .http import Health
+from .metrics import Metrics
+from .quality import CoverageWindow
+from .restore import restore_from_changelog
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 1.0
+GAUGE_INTERVAL_S = 5.0
+
+
+class Worker:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, health: Health | None = None):
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.health = health or Health(self.metrics)
+        self.config = settings.engine_config()
+        self.catalog = Catalog()
+        self.shards: dict[int, Engine] = {}
+        self.next_offset: dict[int, int] = {}       # per partition: first offset not yet applied
+        self.uncheckpointed: dict[int, int] = {}    # per partition: position to write at the next checkpoint
+        self.last_event_ts: dict[int, int] = {}
+        self.stop_requested = threading.Event()
+        self.coverage = CoverageWindow()
+        self._producer = clients.producer(settings)
+        self._consumer = clients.consumer(settings, error_cb=self._on_client_error)
+        self.checkpointer = Checkpointer(self._producer, settings.changelog_topic,
+                                         settings.interactions_topic, self.metrics, settings.delivery_timeout_s)
+        self._catalog_feed: CatalogFeed | None = None
+        self._last_checkpoint = time.monotonic()
+        self._last_gauges = 0.0
+        self.fatal: BaseException | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def run(self) -> None:
+        """Process until stop() (or SIGTERM via the CLI); then checkpoint and leave the group."""
+        s = self.settings
+        clients.ensure_topics(s)
+        self._catalog_feed = CatalogFeed(s, self.catalog, self._dead_letter)
+        self._catalog_feed.catch_up()
+        self._consumer.subscribe([s.interactions_topic], on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("worker started: group %s, topic %s, state in %s", s.group_id, s.interactions_topic, s.state_dir)
+        try:
+            while not self.stop_requested.is_set():
+                self.health.tick()
+                self._catalog_feed.poll()
+                msgs = self._consumer.consume(s.batch_size, s.batch_timeout_s)
+                if msgs:
+                    self.process(msgs)
+                if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                    self._checkpoint_or_rewind()
+                if time.monotonic() - self._last_gauges >= GAUGE_INTERVAL_S:
+                    self._update_gauges()
+        finally:
+            self._shutdown()
+        if self.fatal is not None:
+            raise RuntimeError("worker stopped after a rebalance failure") from self.fatal
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+
+    def _shutdown(self) -> None:
+        log.info("stopping: final checkpoint, leaving the group")
+        try:
+            self.checkpoint()
+        finally:
+            self._consumer.close()  # leaves the group; on_revoke closes the stores
+            for engine in self.shards.values():
+                engine.store.close()
+            self.shards.clear()
+            if self._catalog_feed:
+                self._catalog_feed.close()
+            self._producer.flush(10)
+            self.health.set_ready(False, "stopped")
+
+    # -- the batch path -------------------------------------------------------------------
+    def process(self, msgs: list[Message]) -> None:
+        """Learn from a batch and publish one list per touched user.
+
+        A user's list is ranked right after their *last* event in the batch, not at the end of
+        the batch: the list then depends only on the partition's event sequence, never on where
+        batch boundaries fall — so a replay after a crash publishes byte-identical lists."""
+        started = time.time()
+        m = self.metrics
+        events = self._decode(msgs)
+        last_of_user = {(p, ev.user_id): n for n, (p, ev) in enumerate(events)}
+        changed: set[tuple[int, str]] = set()
+        for n, (partition, ev) in enumerate(events):
+            learned = self.shards[partition].learn(ev)
+            m.event(ev.type, "applied" if learned.applied else "duplicate").inc()
+            if learned.applied:
+                if learned.hit is not None:
+                    variant = assign(ev.user_id, self.config.variants).name
+                    m.live_targets.labels(variant).inc()
+                    if learned.hit:
+                        m.live_hits.labels(variant).inc()
+                self.coverage.seen(ev.item_id)
+                self.last_event_ts[partition] = ev.ts
+                changed.add((partition, ev.user_id))
+            if last_of_user[(partition, ev.user_id)] == n and (partition, ev.user_id) in changed:
+                self._publish(partition, ev.user_id, started)
+        m.model_seconds.observe(time.time() - started)
+        self._producer.poll(0)
+        m.batch_size.observe(len(msgs))
+        m.batch_seconds.observe(time.time() - started)
+
+    def _decode(self, msgs: list[Message]) -> list[tuple[int, Interaction]]:
+        """Valid events of owned partitions, in order; the rest go to the DLQ or are skipped."""
+        out = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._AUTO_OFFSET_RESET:
+                    self._reset_out_of_range(msg.partition(), err.str())
+                elif err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", err.str())
+                continue
+            partition, offset = msg.partition(), msg.offset()
+            if partition not in self.shards or offset < self.next_offset.get(partition, 0):
+                continue  # revoked meanwhile, or already applied: the new owner / the store has it
+            self.next_offset[partition] = self.uncheckpointed[partition] = offset + 1
+            ev = decode_interaction(msg.key(), msg.value(), msg.topic(), partition, offset,
+                                    self.settings.max_event_bytes)
+            if isinstance(ev, Rejected):
+                self.metrics.event("unknown", "invalid").inc()
+                self._dead_letter(msg, ev.code, ev.reason)
+            else:
+                out.append((partition, ev))
+        return out
+
+    def _reset_out_of_range(self, partition: int, why: str) -> None:
+        """Policy for a stored position the broker no longer has (topic recreated, retention ran
+        past it): keep the state, restart at the earliest offset the broker has, and rely on
+        event-id idempotency against re-applying events the state already holds."""
+        topic = self.settings.interactions_topic
+        self.metrics.offset_resets.labels(topic).inc()
+        log.warning("partition %d: stored position %s is out of range (%s); "
+                    "resetting to the earliest available offset, keeping state",
+                    partition, self.next_offset.get(partition), why)
+        self.next_offset[partition] = 0
+        self._consumer.seek(TopicPartition(topic, partition, OFFSET_BEGINNING))
+
+    def _publish(self, partition: int, user_id: str, consumed_at: float) -> None:
+        m = self.metrics
+        rec = self.shards[partition].publish(user_id)
+        self.checkpointer.produce(self.settings.recommendations_topic, user_id, orjson.dumps(rec.to_dict()),
+                                  headers=[("schema", b"recommendation.v1")])
+        m.published.labels(rec.variant).inc()
+        now = time.time()
+        m.event_latency.observe(max(now - rec.trigger_ts / 1000, 0.0))
+        m.consume_latency.observe(now - consumed_at)
+        explored = sum(1 for s in rec.items if getattr(s, "explored", False))
+        if explored:
+            m.recommended_items.labels(rec.variant, "explore").inc(explored)
+        m.recommended_items.labels(rec.variant, "exploit").inc(len(rec.items) - explored)
+        self.coverage.recommended(s.item_id for s in rec.items)
+
+    def _dead_letter(self, msg: Message, code: str, reason: str) -> None:
+        headers = [("dlq.reason", reason.encode()), ("dlq.reason.code", code.encode()),
+                   ("dlq.source.topic", msg.topic().encode()),
+                   ("dlq.source.partition", str(msg.partition()).encode()),
+                   ("dlq.source.offset", str(msg.offset()).encode())]
+        self.checkpointer.produce(self.settings.dlq_topic, msg.key(), msg.value(), headers=headers)
+        self.metrics.dlq.labels(code).inc()
+        log.debug("dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
+
+    def _checkpoint_or_rewind(self) -> None:
+        try:
+            self.checkpoint()
+        except DeliveryFailed as e:
+            # Outputs of the interval may be missing: forget the interval and replay it from the
+            # store's position. Deterministic models re-publish the same lists.
+            self.metrics.checkpoint_failures.inc()
+            self.health.set_ready(False, f"checkpoint failed: {e}")
+            log.warning("checkpoint failed (%s); rewinding to the last checkpoint", e)
+            self._producer = clients.producer(self.settings)
+            self.checkpointer.replace_producer(self._producer)
+            self._rewind()
+
+    def _rewind(self) -> None:
+        topic = self.settings.interactions_topic
+        for partition, engine in list(self.shards.items()):
+            self.shards[partition] = Engine(engine.store, self.catalog, self.config)
+            position = engine.store.position
+            self.next_offset[partition] = position or 0
+            self.uncheckpointed.pop(partition, None)
+            try:
+                self._consumer.seek(TopicPartition(topic, partition,
+                                                   position if position is not None else OFFSET_BEGINNING))
+            except KafkaException as e:
+                log.warning("seek of partition %d failed: %s", partition, e)
+
+    def checkpoint(self, partitions: list[int] | None = None) -> None:
+        shards = self.shards if partitions is None else {p: self.shards[p] for p in partitions if p in self.shards}
+        positions = {p: self.uncheckpointed.pop(p) for p in list(self.uncheckpointed) if p in shards}
+        self.checkpointer.checkpoint(shards, positions, self._commit_offsets)
+        self._last_checkpoint = time.monotonic()
+
+    def _commit_offsets(self, offsets: list[TopicPartition]) -> None:
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+        except Exception as e:  # informational only: the store holds the authoritative position
+            log.debug("offset commit skipped: %s", e)
+
+    # -- partition ownership --------------------------------------------------------------
+    def _on_assign(self, consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            self.metrics.rebalances.labels("assigned").inc()
+            for tp in partitions:
+                if tp.partition in self.shards:  # kept across a rejoin: resume where memory is
+                    tp.offset = self.next_offset.get(tp.partition, OFFSET_BEGINNING)
+                    continue
+                engine = self._open_shard(tp.partition)
+                position = engine.store.position
+                tp.offset = position if position is not None else OFFSET_BEGINNING
+                self.next_offset[tp.partition] = position or 0
+            consumer.assign(partitions)
+            self.metrics.assigned.set(len(self.shards))
+            self.health.set_ready(True)
+            log.info("assigned partitions %s", sorted(tp.partition for tp in partitions))
+        except BaseException as e:  # librdkafka would swallow it: stop loudly instead
+            self._callback_error(e)
+
+    def _callback_error(self, e: BaseException) -> None:
+        log.exception("rebalance handling failed; stopping the worker")
+        self.fatal = e
+        self.stop()
+
+    def _open_shard(self, partition: int) -> Engine:
+        path = Path(self.settings.state_dir) / f"{self.settings.interactions_topic}-{partition}"
+        store = PartitionStore(path)
+        if store.is_empty():
+            restore_from_changelog(self.settings, store, partition, self.metrics, self.health.tick)
+        engine = Engine(store, self.catalog, self.config)
+        self.shards[partition] = engine
+        return engine
+
+    def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("revoked").inc()
+        owned = [tp.partition for tp in partitions if tp.partition in self.shards]
+        try:
+            self.checkpoint(owned)  # finish what we did before someone else takes over
+        except DeliveryFailed as e:  # the next owner replays from the last checkpoint
+            log.warning("checkpoint on revoke failed: %s", e)
+        self._close_shards(owned)
+
+    def _on_lost(self, consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("lost").inc()
+        self._close_shards([tp.partition for tp in partitions if tp.partition in self.shards])
+
+    def _close_shards(self, partitions: list[int]) -> None:
+        for p in partitions:
+            engine = self.shards.pop(p)
+            engine.store.close()
+            self.next_offset.pop(p, None)
+            self.uncheckpointed.pop(p, None)
+            for gauge in (self.metrics.lag, self.metrics.lag_seconds):
+                try:
+                    gauge.remove(self.settings.interactions_topic, str(p))
+                except KeyError:
+                    pass  # never set for this partition
+        self.metrics.assigned.set(len(self.shards))
+
+    # -- observability --------------------------------------------------------------------
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self.health.set_ready(False, f"broker unreachable: {err.str()}")
+        log.warning("kafka client: %s", err.str())
+
+    def _probe_broker(self) -> None:
+        """Readiness comes back by itself once the broker answers again."""
+        try:
+            self._consumer.list_topics(self.settings.interactions_topic, timeout=2)
+        except KafkaException:
+            return
+        self.health.set_ready(True)
+        log.info("broker reachable again")
+
+    def _update_gauges(self) -> None:
+        self._last_gauges = time.monotonic()
+        topic = self.settings.interactions_topic
+        if not self.health.ready:
+            self._probe_broker()
+        now_ms = time.time() * 1000
+        for p, engine in self.shards.items():
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+            nxt = self.next_offset.get(p, 0)
+            if 0 <= high < nxt:  # some brokers answer such fetches with no error, only no data
+                self._reset_out_of_range(p, f"the partition ends at {high}")
+                continue
+            if high >= 0:
+                lag = max(high - nxt, 0)
+                self.metrics.lag.labels(topic, str(p)).set(lag)
+                ts = self.last_event_ts.get(p)
+                self.metrics.lag_seconds.labels(topic, str(p)).set(
+                    0.0 if lag == 0 or ts is None else max(now_ms - ts, 0) / 1000)
+            self.metrics.state_bytes.labels(str(p)).set(engine.store.approximate_size())
+            self.metrics.state_users.labels(str(p)).set(engine.store.count(USER))
+        self.metrics.coverage.set(self.coverage.ratio())

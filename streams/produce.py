@@ -1,0 +1,63 @@
+"""Send contract events (from JSONL, YOOCHOOSE or OTTO files) to the interactions topic."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+import orjson
+
+from . import clients
+from .settings import Settings
+
+
+class RateLimiter:
+    """Paces a loop to `rate` iterations per second (None: unlimited)."""
+
+    def __init__(self, rate: float | None):
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next_at = time.monotonic()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        self.next_at += self.interval
+        delay = self.next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def produce_events(settings: Settings, events: Iterable[dict], rate: float | None = None,
+                   retime: bool = False, on_sent: Callable[[dict], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> int:
+    """Produce events keyed by user id; `retime` stamps each with the current time (demo).
+    Returns the number delivered; raises if any delivery failed."""
+    producer = clients.producer(settings)
+    failures: list[str] = []
+
+    def delivered(err, msg):
+        if err is not None:
+            failures.append(err.str())
+
+    limiter = RateLimiter(rate)
+    sent = 0
+    for event in events:
+        if should_stop and should_stop():
+            break
+        if retime:
+            event = {**event, "ts": int(time.time() * 1000)}
+        while True:
+            try:
+                producer.produce(settings.interactions_topic, key=str(event["user_id"]),
+                                 value=orjson.dumps(event), on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+        sent += 1
+        if on_sent:
+            on_sent(event)
+        limiter.wait()
+    producer.flush(30)
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {sent} events were not delivered: {failures[0]}")
+    return sent

@@ -1,0 +1,107 @@
+"""Typed settings, built once at the entry point: defaults < config file < RECO_* env < flags."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from online_models.config import Blend, EngineConfig, Variant
+
+
+class VariantSettings(BaseSettings):
+    name: str
+    weight: float = 1.0
+    recent: float = Blend.recent
+    covisit: float = Blend.covisit
+    trending: float = Blend.trending
+    mf: float = Blend.mf
+    content: float = Blend.content
+    context: float = Blend.context
+    explore: float = Blend.explore
+    diversity: float = Blend.diversity
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECO_", extra="forbid", frozen=True)
+
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "reco-engine"
+    interactions_topic: str = "interactions"
+    items_topic: str = "items"
+    recommendations_topic: str = "recommendations"
+    dlq_topic: str = "interactions.dlq"
+    control_topic: str = "reco-control"
+    changelog_topic: str = "reco-state-changelog"
+    partitions: int = Field(4, ge=1, description="partitions for topics the engine creates")
+    replication_factor: int = Field(1, ge=1)
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    security_protocol: str | None = None        # e.g. SASL_SSL in production
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    kafka_extra: dict[str, str] = Field(default_factory=dict, description="extra librdkafka settings")
+
+    # Processing
+    state_dir: Path = Path("./state")
+    batch_size: int = Field(500, ge=1, le=100_000)
+    batch_timeout_s: float = Field(0.05, gt=0)
+    max_event_bytes: int = Field(64 * 1024, ge=256)
+    delivery_timeout_s: float = Field(30.0, gt=0, description="a checkpoint waits this long for its outputs")
+
+    # Model
+    k: int = Field(20, ge=1, le=500)
+    model_version: str = "v1"
+    exclude_purchased: bool = True
+    variants: list[VariantSettings] = Field(default_factory=list)
+
+    # Operations
+    metrics_port: int = Field(9100, ge=0, le=65535, description="0 disables the HTTP endpoint")
+    metrics_host: str = "0.0.0.0"
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def kafka_common(self) -> dict[str, Any]:
+        """librdkafka settings shared by every client."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "log.connection.close": False}
+        if self.security_protocol:
+            conf["security.protocol"] = self.security_protocol
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        conf.update(self.kafka_extra)
+        return conf
+
+    def engine_config(self) -> EngineConfig:
+        variants = tuple(
+            Variant(v.name, v.weight, Blend(recent=v.recent, covisit=v.covisit, trending=v.trending,
+                                           mf=v.mf, content=v.content, context=v.context,
+                                           explore=v.explore, diversity=v.diversity))
+            for v in self.variants
+        ) or (Variant(),)
+        return EngineConfig(k=self.k, model_version=self.model_version,
+                            exclude_purchased=self.exclude_purchased, variants=variants)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from defaults, an optional TOML file, RECO_* env vars and explicit overrides
+    (CLI flags); None-valued overrides are ignored so unset flags do not mask env vars."""
+    cls = Settings
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+
+        class FileSettings(Settings):
+            model_config = SettingsConfigDict(toml_file=path)
+        cls = FileSettings
+    return cls(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,43 @@
+"""`reco state dump`: every user's state from the stores under --state-dir, as deterministic
+JSON (sorted keys): equal state gives byte-equal output, whatever worker or host wrote it."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import orjson
+
+from online_models.store import MODEL, USER, PartitionStore
+
+STORE_DIR = re.compile(r"^(?P<topic>.+)-(?P<partition>\d+)$")
+
+
+def partition_stores(state_dir: Path, topic: str) -> dict[int, Path]:
+    out = {}
+    for path in sorted(Path(state_dir).glob(f"{topic}-*")):
+        match = STORE_DIR.match(path.name)
+        if match and match["topic"] == topic and path.is_dir():
+            out[int(match["partition"])] = path
+    return out
+
+
+def dump_state(state_dir: Path, topic: str, include_models: bool = False) -> bytes:
+    users: dict[str, object] = {}
+    positions: dict[str, int | None] = {}
+    models: dict[str, dict[str, object]] = {}
+    for partition, path in partition_stores(state_dir, topic).items():
+        store = PartitionStore(path, read_only=True)
+        try:
+            positions[str(partition)] = store.position
+            for key, raw in store.scan(USER):
+                users[key[len(USER):].decode()] = orjson.loads(raw)
+            if include_models:
+                rows = models.setdefault(str(partition), {})
+                for key, raw in store.scan(MODEL):
+                    rows[key[len(MODEL):].decode().replace("\x00", "/")] = orjson.loads(raw)
+        finally:
+            store.close()
+    out: dict[str, object] = {"positions": positions, "users": users}
+    if include_models:
+        out["models"] = models
+    return orjson.dumps(out, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)

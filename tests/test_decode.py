@@ -1,0 +1,62 @@
+"""The decoder/validator never raises, whatever the bytes (issue: poison input)."""
+from __future__ import annotations
+
+import orjson
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from online_models.events import EVENT_TYPES, Interaction
+from streams.decode import Rejected, decode_interaction
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=10,
+)
+near_valid = st.fixed_dictionaries(
+    {"user_id": st.one_of(st.text(max_size=300), st.integers(), st.none()),
+     "item_id": st.one_of(st.text(max_size=300), st.integers()),
+     "type": st.one_of(st.sampled_from(EVENT_TYPES), st.text(max_size=12)),
+     "ts": st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(), st.text(max_size=5))},
+    optional={"event_id": json_values, "session_id": json_values, "context": json_values, "value": json_values},
+)
+
+
+def check(key, value):
+    result = decode_interaction(key, value, "interactions", 0, 7, max_bytes=4096)
+    assert isinstance(result, (Interaction, Rejected))
+    if isinstance(result, Interaction):
+        assert result.type in EVENT_TYPES and isinstance(result.ts, int) and not isinstance(result.ts, bool)
+        assert key is not None and key.decode() == result.user_id
+        assert result.event_id
+    else:
+        assert result.code and result.reason
+
+
+@settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.one_of(st.none(), st.binary(max_size=40)), value=st.one_of(st.none(), st.binary(max_size=300)))
+def test_arbitrary_bytes_never_raise(key, value):
+    check(key, value)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(value=json_values)
+def test_arbitrary_json_never_raises(value):
+    check(b"u", orjson.dumps(value))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(record=near_valid, same_key=st.booleans())
+def test_near_valid_records_never_raise(record, same_key):
+    key = str(record["user_id"]).encode("utf-8", "surrogatepass") if same_key else b"other"
+    try:
+        value = orjson.dumps(record)
+    except TypeError:  # e.g. integers beyond 64 bits: not representable, not our input
+        return
+    check(key, value)
+
+
+def test_valid_event_decodes_with_derived_event_id():
+    ev = decode_interaction(b"u1", orjson.dumps({"user_id": "u1", "item_id": "i", "type": "skip",
+                                                 "ts": 1_700_000_000_000}), "interactions", 3, 42)
+    assert isinstance(ev, Interaction)
+    assert ev.event_id == "interactions/3/42" and ev.is_negative

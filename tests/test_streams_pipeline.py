@@ -1,0 +1,142 @@
+"""End to end on the real embedded broker: events in, recommendations out, bad input to the DLQ."""
+from __future__ import annotations
+
+import jsonschema
+import orjson
+
+from streams.schemas import load_schema
+
+from helpers import event, latest_by_key, produce, read_all, wait_until
+
+REC_SCHEMA = load_schema("recommendation")
+
+
+def assigned(w, n=1):
+    return w.value("reco_assigned_partitions") >= n
+
+
+def test_events_in_recommendations_out(settings_factory, worker_factory):
+    s = settings_factory()
+    w = worker_factory(s)
+    wait_until(lambda: assigned(w, 2), what="partition assignment")
+    t = 1_700_000_000_000
+    events = []
+    for u in range(6):
+        user = f"user-{u}"
+        for n, item in enumerate(["a", "b", "c", f"x{u}"]):
+            events.append(event(user, item, ts=t + 1000 * n, session_id=f"s-{u}"))
+    events.append(event("user-0", "b", "purchase", ts=t + 10_000, session_id="s-0"))
+    produce(s, [(e["user_id"], e) for e in events])
+
+    last = {}
+    for e in events:
+        last[e["user_id"]] = e["event_id"]
+
+    def lists():
+        view = latest_by_key(read_all(s, s.recommendations_topic, idle_s=0.3))
+        return view if all(view.get(u, {}).get("trigger", {}).get("event_id") == eid for u, eid in last.items()) else None
+
+    view = wait_until(lists, what="a list per user reflecting their newest event")
+    assert set(view) == set(last)
+    for user, rec in view.items():
+        jsonschema.validate(rec, REC_SCHEMA)
+        assert rec["user_id"] == user
+        assert rec["items"], f"{user} got an empty list"
+        assert all(i["reason"] for i in rec["items"])
+    assert "b" not in [i["item_id"] for i in view["user-0"]["items"]], "a purchased item was recommended"
+    # item c was co-visited after b by other users: user-0's list must reflect learning
+    assert "c" in [i["item_id"] for i in view["user-0"]["items"]]
+    assert w.value("reco_events_consumed_total", outcome="applied") == len(events)
+    assert w.error is None
+
+
+def test_invalid_input_goes_to_dead_letter_and_worker_keeps_going(settings_factory, worker_factory):
+    s = settings_factory(max_event_bytes=2048)
+    w = worker_factory(s)
+    wait_until(lambda: assigned(w, 2), what="partition assignment")
+    good = event("good-1", "i1")
+    bad = [
+        (b"u1", b"{not json", "invalid_json"),
+        (b"u1", orjson.dumps({"user_id": "u1", "item_id": "i", "type": "teleport", "ts": 1_700_000_000_000}), "schema"),
+        (b"u1", orjson.dumps({"user_id": "u1", "item_id": "i", "type": "click", "ts": "yesterday"}), "schema"),
+        (b"u1", orjson.dumps({"user_id": "u1", "type": "click", "ts": 1_700_000_000_000}), "schema"),
+        (b"u1", orjson.dumps({"user_id": "u1", "item_id": "i", "type": "click", "ts": 99}), "schema"),
+        (None, orjson.dumps(event("u1", "i")), "null_key"),
+        (b"someone-else", orjson.dumps(event("u1", "i")), "key_mismatch"),
+        (b"u1", b"\xff\xfe\xfd", "invalid_utf8"),
+        (b"u1", b"[1, 2, 3]", "not_an_object"),
+        (b"u1", orjson.dumps({**event("u1", "i"), "pad": "x" * 4000}), "oversized"),
+    ]
+    produce(s, [(k, v) for k, v, _ in bad] + [(good["user_id"], good)])
+
+    dlq = wait_until(lambda: (m := read_all(s, s.dlq_topic, idle_s=0.3)) and len(m) >= len(bad) and m,
+                     what="dead letters")
+    assert len(dlq) == len(bad)
+    by_record = {(m.key(), m.value()): dict(m.headers()) for m in dlq}
+    for key, value, code in bad:
+        headers = by_record[(key, value)]  # original key and value kept exactly
+        assert headers["dlq.reason.code"].decode() == code
+        assert headers["dlq.reason"], "a reason a person can read"
+        assert headers["dlq.source.topic"].decode() == s.interactions_topic
+    recs = wait_until(lambda: latest_by_key(read_all(s, s.recommendations_topic, idle_s=0.3)).get("good-1"),
+                      what="the valid event after the bad ones")
+    assert recs["trigger"]["event_id"] == good["event_id"]
+    assert w.value("reco_events_consumed_total", outcome="invalid") == len(bad)
+    assert w.value("reco_dlq_writes_total", reason="schema") == 4
+    assert w.thread.is_alive() and w.error is None
+
+
+def test_two_workers_split_partitions_and_both_publish(settings_factory, worker_factory):
+    s = settings_factory(partitions=4)
+    w1 = worker_factory(s)
+    wait_until(lambda: assigned(w1, 4), what="first worker owns all partitions")
+    w2 = worker_factory(s)
+    wait_until(lambda: assigned(w1) and assigned(w2)
+               and w1.value("reco_assigned_partitions") + w2.value("reco_assigned_partitions") == 4,
+               what="partitions split between the two workers")
+    users = [f"u{n}" for n in range(40)]
+    produce(s, [(u, event(u, f"item-{n % 7}", ts=1_700_000_000_000 + n)) for n, u in enumerate(users)])
+    view = wait_until(lambda: (v := latest_by_key(read_all(s, s.recommendations_topic, idle_s=0.3)))
+                      and len(v) == len(users) and v, what="lists for all users")
+    assert set(view) == set(users)
+    assert w1.value("reco_recommendations_published_total") > 0
+    assert w2.value("reco_recommendations_published_total") > 0
+    assert (w1.value("reco_recommendations_published_total")
+            + w2.value("reco_recommendations_published_total")) == len(users)
+
+
+def test_one_update_per_user_per_batch(settings_factory, worker_factory):
+    s = settings_factory(batch_size=1000, batch_timeout_s=0.5)
+    from streams.clients import ensure_topics
+    ensure_topics(s)
+    evs = [event("busy", f"i{n}", ts=1_700_000_000_000 + n) for n in range(60)]
+    produce(s, [("busy", e) for e in evs])  # all waiting before the worker starts
+    w = worker_factory(s)
+    wait_until(lambda: w.value("reco_events_consumed_total", outcome="applied") == 60, what="all applied")
+    wait_until(lambda: w.value("reco_recommendations_published_total") >= 1)
+    msgs = [m for m in read_all(s, s.recommendations_topic, idle_s=0.3) if m.key() == b"busy"]
+    assert 1 <= len(msgs) <= 3, f"{len(msgs)} updates for 60 events arriving together"
+    assert orjson.loads(msgs[-1].value())["trigger"]["event_id"] == evs[-1]["event_id"]
+
+
+def test_catalogue_rules_unavailable_and_removed_items(settings_factory, worker_factory):
+    s = settings_factory()
+    from streams.clients import ensure_topics
+    ensure_topics(s)
+    produce(s, [("c", {"item_id": "c", "category": "hats", "available": False}),
+                ("d", {"item_id": "d", "category": "hats"}),
+                ("d", None),                                   # tombstone: d is removed
+                ("bad", b"{\"category\": 3}")], topic=s.items_topic)
+    w = worker_factory(s)
+    wait_until(lambda: assigned(w, 2), what="partition assignment")
+    t = 1_700_000_000_000
+    evs = [event("u1", i, ts=t + n, session_id="s1") for n, i in enumerate(["a", "c", "d", "e"])]
+    produce(s, [("u1", e) for e in evs])
+    rec = wait_until(lambda: (v := latest_by_key(read_all(s, s.recommendations_topic, idle_s=0.3)).get("u1"))
+                     and v["trigger"]["event_id"] == evs[-1]["event_id"] and v, what="u1's list")
+    items = [i["item_id"] for i in rec["items"]]
+    assert "a" in items and "e" in items
+    assert "c" not in items, "unavailable item recommended"
+    assert "d" not in items, "removed item recommended"
+    dlq = read_all(s, s.dlq_topic, idle_s=0.3)
+    assert [dict(m.headers())["dlq.source.topic"].decode() for m in dlq] == [s.items_topic]
