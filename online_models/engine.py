@@ -78,6 +78,7 @@ class Engine:
         self._learners = tuple(self.models.values())
         self.recommender = Recommender(cfg, catalog, self.trending, self.covisit, self.mf,
                                        self.content, self.context, self.bandit)
+        self.bandit.offered = self.recommender.offered  # the bandit's feedback: the pools it picks from
         self._users: dict[str, UserState] = {}
         self._dirty_users: set[str] = set()
         self._forgotten: set[str] = set()
@@ -98,12 +99,12 @@ class Engine:
         return Learned(True, hit)
 
     def publish(self, user_id: str, k: int | None = None) -> Recommendation:
-        """The user's list as published: remembered so the next event can be scored against it
-        (live hit rate) and so the bandit learns from what happened to its explored slots."""
+        """The user's list as published, remembered so the next event can be scored against it
+        (live hit rate). Nothing that learning reads depends on it: publish points follow batch
+        boundaries, and learning must be a function of the input alone."""
         rec = self.recommend(user_id, k)
         user = self.user(user_id)
         user.shown = [s.item_id for s in rec.items]
-        user.explored = [[s.item_id, s.source] for s in rec.items if s.explored]
         self._dirty_users.add(user_id)
         return rec
 
@@ -134,7 +135,7 @@ class Engine:
 
     def forget_user(self, user_id: str) -> None:
         """Drop everything this shard keeps about the user: their state row, which also holds
-        their MF vector, taste profile and bandit feedback (models keep no per-user rows)."""
+        their MF vector and taste profile (models keep no per-user rows)."""
         self._users.pop(user_id, None)
         self._dirty_users.discard(user_id)
         self._forgotten.add(user_id)

@@ -2,15 +2,22 @@
 
 Slots from `explore_from` on are each handed to the bandit with probability `Blend.explore`;
 the bandit samples a Beta posterior per source and the winning source puts its best item that
-is not in the list yet into the slot. Feedback: an explored item the user then interacts with is
-a success for its source, one they ignore is a failure. All randomness comes from blake2b of the
-user id and their last event id — never Python's hash() or the wall clock — so a replay of the
-same events shows the same lists.
+is not in the list yet into the slot.
+
+Feedback comes from the event stream alone, never from what happened to be published: for each
+positive interaction, every source whose exploration pool (the candidates it would have put into
+an explored slot just before the event) held the item scores a success, the others a failure.
+That is full-information feedback — we can tell, for every arm, whether it would have paid off —
+and it keeps learning a function of the input only. Publish points depend on batch boundaries
+and timing, so learning from "what was shown" would make a replay after a crash diverge from an
+uninterrupted run (docs/decisions/0003). All randomness comes from blake2b of the user id and
+their last event id — never Python's hash() or the wall clock.
 """
 from __future__ import annotations
 
 import hashlib
 import random
+from typing import Callable, Mapping
 
 from .events import Interaction
 from .user_state import UserState
@@ -31,22 +38,20 @@ def slot_uniform(noise: bytes, slot: int) -> float:
 class SourceBandit:
     name = "bandit"
 
-    def __init__(self) -> None:
+    def __init__(self, offered: Callable[[UserState, str], Mapping[str, bool]] | None = None) -> None:
         self.stats: dict[str, list[float]] = {s: [1.0, 1.0] for s in SOURCES}  # Beta(alpha, beta)
         self._dirty: set[str] = set()
+        # (user before the event, item) -> {source: was the item in that source's pool}
+        self.offered = offered
 
     def learn_one(self, ev: Interaction, user: UserState) -> None:
-        """Credit the sources of the explored items the user was last shown."""
-        if not user.explored:
+        """One trial per source that had a pool for this user: success if the pool held the item."""
+        if ev.is_negative or self.offered is None:
             return
-        for item, source in user.explored:
+        for source, hit in self.offered(user, ev.item_id).items():
             ab = self.stats.setdefault(source, [1.0, 1.0])
-            if item == ev.item_id and not ev.is_negative:
-                ab[0] += 1.0
-            else:
-                ab[1] += 1.0
+            ab[0 if hit else 1] += 1.0
             self._dirty.add(source)
-        user.explored = []  # one verdict per shown list
 
     def choose(self, noise: bytes, available: list[str]) -> str:
         rng = random.Random(noise)

@@ -139,6 +139,15 @@ class OnlineMF:
         ids = self.ids
         return [(ids[r], float(scores[r])) for r in order]
 
+    def in_top(self, vec: np.ndarray, item_id: str, n: int) -> bool:
+        """Would `item_id` be among `top(vec, n)`? One matrix-vector product, no sort."""
+        row = self.index.get(item_id)
+        if row is None:
+            return False
+        size = len(self.ids)
+        scores = self.vectors[:size] @ vec + self.bias[:size]
+        return int(np.count_nonzero(scores > scores[row])) < n
+
     # -- persistence ----------------------------------------------------------------------
     def export_dirty(self) -> dict[str, object]:
         rows: dict[str, object] = {}

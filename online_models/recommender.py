@@ -198,10 +198,26 @@ class Recommender:
                     out[slot] = Scored(pick[0], out[slot].score, pick[1], source, True)
                     break
 
+    def offered(self, user: UserState, item: str) -> dict[str, bool]:
+        """For the bandit's feedback: which sources' exploration pools hold `item` for this user
+        now (the same pools `_explore` draws from; the MF one by rank, without listing it)."""
+        seeds = self.seeds(user)
+        vec = self.mf.user_vector(user)
+        n = self._pool_size()
+        out = {}
+        for source, pool in self._pools(None, seeds).items():
+            out[source] = any(i == item for i, _ in pool())
+        if vec is not None:
+            out["mf"] = self.mf.in_top(vec, item, n)
+        return out
+
+    def _pool_size(self) -> int:
+        return 3 * self.config.k
+
     def _pools(self, vec: np.ndarray | None, seeds: list[str]) -> dict:
         """Exploration candidates per source, built only for the source the bandit picks:
         a little past what the blend would show."""
-        n = 3 * self.config.k
+        n = self._pool_size()
         pools = {"trending": lambda: ((i, "trending now — something different")
                                       for _, i in self.trending.top_raw(None, n)[0])}
         if vec is not None:

@@ -34,7 +34,6 @@ class UserState:
     last_event_id: str = ""
     last_context: dict[str, str] = field(default_factory=dict)
     shown: list[str] = field(default_factory=list)          # item ids of the last published list
-    explored: list[list[str]] = field(default_factory=list)  # [[item_id, source], ...] bandit slots shown
     factors: list[float] = field(default_factory=list)      # online MF user vector (empty = not learned yet)
 
     # -- learning -------------------------------------------------------------------------

@@ -36,8 +36,13 @@ MODELS = {
     "mf": (lambda cat: OnlineMF(), lambda m, u: _mf_read(m, u)),
     "content": (lambda cat: ContentModel(cat), lambda m, u: [m.affinity(u, "i3"), m.candidates(u, 5),
                                                            m.affinity(u, "unseen")]),
-    "bandit": (lambda cat: SourceBandit(), lambda m, u: [m.choose(b"x" * 64, ["trending", "mf", "covisit"])]),
+    "bandit": (lambda cat: SourceBandit(offered=_offered), lambda m, u: [m.choose(b"x" * 64, ["trending", "mf", "covisit"])]),
 }
+
+
+def _offered(user: UserState, item: str) -> dict[str, bool]:
+    """A fixed stand-in for the recommender's pools: deterministic in the user and item."""
+    return {"trending": item == "i1", "covisit": item in user.session_items}
 
 
 def _mf_read(m: OnlineMF, u: UserState) -> list:
@@ -58,8 +63,6 @@ def replay(name: str, n_events: int = 400):
     for e in synthetic.events(n_events):
         ev = Interaction.from_dict(e)
         user = users.setdefault(ev.user_id, UserState())
-        if name == "bandit":
-            user.explored = [["i1", "trending"], ["i2", "covisit"]]
         model.learn_one(ev, user)
         user.apply(ev)
     return model, users, cat
