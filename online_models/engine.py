@@ -123,6 +123,7 @@ class Engine:
         if state is None:
             state = self.peek_user(user_id)
             self._users[user_id] = state
+            self._forgotten.discard(user_id)  # a fresh state row replaces the deleted one
         return state
 
     def peek_user(self, user_id: str) -> UserState:
@@ -130,6 +131,8 @@ class Engine:
         state = self._users.get(user_id)
         if state is not None:
             return state
+        if user_id in self._forgotten:  # deleted, not yet checkpointed
+            return UserState()
         raw = self.store.get(user_key(user_id))
         return UserState.from_bytes(raw) if raw is not None else UserState()
 

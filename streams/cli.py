@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .evaluate_cli import evaluate
 from .settings import Settings, load_settings
 
 
@@ -191,15 +192,7 @@ def state_dump(ctx: click.Context, models: bool):
     click.echo(dump_state(settings.state_dir, settings.interactions_topic, models).decode())
 
 
-def _register_optional() -> None:
-    try:
-        from .evaluate_cli import evaluate
-    except ImportError:
-        return
-    cli.add_command(evaluate)
-
-
-_register_optional()
+cli.add_command(evaluate)
 
 
 def main() -> None:
