@@ -136,12 +136,17 @@ class Engine:
         raw = self.store.get(user_key(user_id))
         return UserState.from_bytes(raw) if raw is not None else UserState()
 
-    def forget_user(self, user_id: str) -> None:
+    def forget_user(self, user_id: str) -> bool:
         """Drop everything this shard keeps about the user: their state row, which also holds
-        their MF vector and taste profile (models keep no per-user rows)."""
+        their MF vector and taste profile (models keep no per-user rows; the aggregates their
+        events fed — item factors, co-visitation counts, trending — hold no user id).
+        Returns whether this shard knew the user."""
+        known = user_id in self._users or (user_id not in self._forgotten
+                                           and self.store.get(user_key(user_id)) is not None)
         self._users.pop(user_id, None)
         self._dirty_users.discard(user_id)
         self._forgotten.add(user_id)
+        return known
 
     # -- checkpointing --------------------------------------------------------------------
     def pending_rows(self) -> dict[bytes, bytes | None]:

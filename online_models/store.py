@@ -17,6 +17,7 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 USER = b"u\x00"
 MODEL = b"m\x00"
 POSITION = b"\x00position"
+RESTORING = b"\x00restoring"  # present while a restore from the changelog is incomplete
 
 
 def user_key(user_id: str) -> bytes:
@@ -81,6 +82,25 @@ class PartitionStore:
         it = self._db.iter()
         it.seek_to_first()
         return not it.valid()
+
+    def needs_restore(self) -> bool:
+        """Empty, or a restore was cut short (crash, SIGTERM): rebuild it from the changelog."""
+        return self.is_empty() or self._db.get(RESTORING) is not None
+
+    def begin_restore(self) -> None:
+        """Wipe whatever a cut-short restore left and mark the store as being restored."""
+        it = self._db.iter()
+        it.seek_to_first()
+        keys = []
+        while it.valid():
+            keys.append(it.key())
+            it.next()
+        self.write({**dict.fromkeys(keys), RESTORING: b"1"}, None)
+        self.position = None
+
+    def end_restore(self) -> None:
+        self.write({RESTORING: None}, None)
+        self.reload_position()
 
     def approximate_size(self) -> int:
         return sum(f.stat().st_size for f in self.path.glob("*") if f.is_file())

@@ -63,6 +63,7 @@ def broker(port: int, host: str):
 @click.pass_context
 def run(ctx: click.Context):
     """Run one engine worker (several share the work through the consumer group)."""
+    from .clients import TopologyError
     from .http import Health, serve
     from .metrics import Metrics
     from .processor import Worker
@@ -77,7 +78,43 @@ def run(ctx: click.Context):
     worker = Worker(settings, metrics, health)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())
-    worker.run()
+    try:
+        worker.run()
+    except TopologyError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@cli.command()
+@click.option("--port", type=int, help="HTTP port [env RECO_SERVE_PORT; default 6066]")
+@click.pass_context
+def serve(ctx: click.Context, port: int | None):
+    """Serve the latest recommendations over HTTP and apply forget-user requests (faust app).
+
+    GET /recommendations/{user_id}/ returns the user's current list;
+    POST /users/{user_id}/forget/ removes the user from every store."""
+    from .serve import serve as run_serve
+
+    settings = _settings(ctx, serve_port=port)
+    _setup_logging(settings)
+    run_serve(settings)
+
+
+@cli.command()
+@click.argument("user_id")
+@click.pass_context
+def forget(ctx: click.Context, user_id: str):
+    """Ask the engine to forget USER_ID everywhere (writes a request to the control topic)."""
+    from .clients import ensure_topics, producer
+    from .serve import forget_request
+
+    settings = _settings(ctx)
+    ensure_topics(settings)
+    p = producer(settings)
+    p.produce(settings.control_topic, key=user_id.encode(), value=forget_request(user_id))
+    if p.flush(settings.delivery_timeout_s):
+        raise click.ClickException("the forget-user request was not delivered")
+    click.echo(f"forget-user request for {user_id!r} sent to {settings.control_topic}; "
+               "`reco serve` forwards it to the engine")
 
 
 @cli.command()

@@ -18,6 +18,9 @@ def producer(settings: Settings, **overrides: Any) -> Producer:
         "linger.ms": 5,
         "acks": "all",
         "enable.idempotence": True,
+        # Keyed records land where Java clients, Kafka Streams and faust (routing table
+        # lookups in `reco serve`) expect them.
+        "partitioner": "murmur2_random",
         # Backpressure: produce() raises BufferError instead of queueing without bound.
         "queue.buffering.max.messages": 100_000,
         "queue.buffering.max.kbytes": 65_536,
@@ -63,11 +66,19 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
 
 
 def ensure_topics(settings: Settings, timeout: float = 15.0) -> list[str]:
-    """Create the missing topics with the configured partitions; returns the ones created."""
+    """Create the missing topics with the configured partitions (the changelog: as many as
+    `interactions` has, if that exists already); returns the ones created."""
     client = admin(settings)
-    existing = set(client.list_topics(timeout=timeout).topics)
+    existing = client.list_topics(timeout=timeout).topics
+    inputs = existing.get(settings.interactions_topic)
+
+    def partitions(name: str) -> int:
+        if name == settings.changelog_topic and inputs is not None and inputs.partitions:
+            return len(inputs.partitions)
+        return settings.partitions
+
     wanted = [
-        NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication_factor,
+        NewTopic(name, num_partitions=partitions(name), replication_factor=settings.replication_factor,
                  config=config)
         for name, config in topic_specs(settings).items() if name not in existing
     ]
@@ -82,3 +93,19 @@ def ensure_topics(settings: Settings, timeout: float = 15.0) -> list[str]:
     if created:
         log.info("created topics %s", ", ".join(created))
     return created
+
+
+class TopologyError(RuntimeError):
+    """The topics exist but cannot work together; the message says how to fix them."""
+
+
+def check_copartitioned(settings: Settings, timeout: float = 15.0) -> None:
+    """Every input partition needs a changelog partition with the same number."""
+    topics = admin(settings).list_topics(timeout=timeout).topics
+    n_in = len(topics[settings.interactions_topic].partitions)
+    n_log = len(topics[settings.changelog_topic].partitions)
+    if n_log < n_in:
+        raise TopologyError(
+            f"changelog topic {settings.changelog_topic} has {n_log} partitions but "
+            f"{settings.interactions_topic} has {n_in}: partitions {n_log}..{n_in - 1} could not be "
+            f"restored. Create the changelog (cleanup.policy=compact) with {n_in} partitions.")

@@ -11,6 +11,16 @@ from online_models.events import Interaction
 from .schemas import validator
 
 
+CONTROL_HEADER = "reco.control"   # on `interactions`: the record is a control marker, not an event
+FORGET_USER = b"forget_user"
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetUser:
+    """Drop everything about the user, in order with their events (see streams/serve.py)."""
+    user_id: str
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     code: str      # bounded set: used as a metric label and the DLQ reason code
@@ -18,6 +28,30 @@ class Rejected:
 
 
 _validate_interaction = validator("interaction")
+_validate_forget = validator("forget-user")
+
+
+def control_kind(headers: list[tuple[str, bytes]] | None) -> bytes | None:
+    for name, value in headers or ():
+        if name == CONTROL_HEADER:
+            return value or b""
+    return None
+
+
+def decode_forget(key: bytes | None, value: bytes | None) -> ForgetUser | Rejected:
+    """A forget-user request (schemas/forget-user.v1.json); never raises."""
+    try:
+        record = orjson.loads(value or b"null")
+        _validate_forget(record)
+    except orjson.JSONDecodeError as e:
+        return Rejected("invalid_json", f"invalid JSON: {e}")
+    except fastjsonschema.JsonSchemaValueException as e:
+        return Rejected("schema", f"forget-user schema: {e.message}")
+    except Exception as e:  # a validator bug must not kill the worker
+        return Rejected("schema", f"forget-user schema: {type(e).__name__}: {e}")
+    if key is None or key != record["user_id"].encode():
+        return Rejected("key_mismatch", "forget-user key does not match user_id")
+    return ForgetUser(record["user_id"])
 
 
 def decode_interaction(key: bytes | None, value: bytes | None, topic: str, partition: int,

@@ -19,7 +19,7 @@ from online_models.variants import assign
 from . import clients
 from .catalog_feed import CatalogFeed
 from .checkpoint import Checkpointer, DeliveryFailed
-from .decode import Rejected, decode_interaction
+from .decode import FORGET_USER, ForgetUser, Rejected, control_kind, decode_forget, decode_interaction
 from .http import Health
 from .metrics import Metrics
 from .quality import CoverageWindow
@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0
 GAUGE_INTERVAL_S = 5.0
+
+
+class RestoreInterrupted(Exception):
+    pass
 
 
 class Worker:
@@ -59,6 +63,7 @@ class Worker:
         """Process until stop() (or SIGTERM via the CLI); then checkpoint and leave the group."""
         s = self.settings
         clients.ensure_topics(s)
+        clients.check_copartitioned(s)
         self._catalog_feed = CatalogFeed(s, self.catalog, self._dead_letter)
         self._catalog_feed.catch_up()
         self._consumer.subscribe([s.interactions_topic], on_assign=self._on_assign,
@@ -110,6 +115,10 @@ class Worker:
         last_of_user = {(p, ev.user_id): n for n, (p, ev) in enumerate(events)}
         changed: set[tuple[int, str]] = set()
         for n, (partition, ev) in enumerate(events):
+            if isinstance(ev, ForgetUser):
+                self._forget(partition, ev.user_id)
+                changed.discard((partition, ev.user_id))  # only events after it publish again
+                continue
             learned = self.shards[partition].learn(ev)
             m.event(ev.type, "applied" if learned.applied else "duplicate").inc()
             if learned.applied:
@@ -128,7 +137,7 @@ class Worker:
         m.batch_size.observe(len(msgs))
         m.batch_seconds.observe(time.time() - started)
 
-    def _decode(self, msgs: list[Message]) -> list[tuple[int, Interaction]]:
+    def _decode(self, msgs: list[Message]) -> list[tuple[int, Interaction | ForgetUser]]:
         """Valid events of owned partitions, in order; the rest go to the DLQ or are skipped."""
         out = []
         for msg in msgs:
@@ -143,8 +152,14 @@ class Worker:
             if partition not in self.shards or offset < self.next_offset.get(partition, 0):
                 continue  # revoked meanwhile, or already applied: the new owner / the store has it
             self.next_offset[partition] = self.uncheckpointed[partition] = offset + 1
-            ev = decode_interaction(msg.key(), msg.value(), msg.topic(), partition, offset,
-                                    self.settings.max_event_bytes)
+            control = control_kind(msg.headers())
+            if control is None:
+                ev = decode_interaction(msg.key(), msg.value(), msg.topic(), partition, offset,
+                                        self.settings.max_event_bytes)
+            elif control == FORGET_USER:
+                ev = decode_forget(msg.key(), msg.value())
+            else:
+                ev = Rejected("unknown_control", f"unknown control marker {control[:40]!r}")
             if isinstance(ev, Rejected):
                 self.metrics.event("unknown", "invalid").inc()
                 self._dead_letter(msg, ev.code, ev.reason)
@@ -163,6 +178,14 @@ class Worker:
                     partition, self.next_offset.get(partition), why)
         self.next_offset[partition] = 0
         self._consumer.seek(TopicPartition(topic, partition, OFFSET_BEGINNING))
+
+    def _forget(self, partition: int, user_id: str) -> None:
+        """The user's state row goes (a changelog tombstone follows at the checkpoint) and, if
+        this shard knew them, so does their list: a tombstone on the compacted output topic."""
+        if self.shards[partition].forget_user(user_id):
+            self.checkpointer.produce(self.settings.recommendations_topic, user_id, None)
+            self.metrics.forgotten.inc()
+            log.info("partition %d: forgot a user", partition)
 
     def _publish(self, partition: int, user_id: str, consumed_at: float) -> None:
         m = self.metrics
@@ -242,6 +265,8 @@ class Worker:
             self.metrics.assigned.set(len(self.shards))
             self.health.set_ready(True)
             log.info("assigned partitions %s", sorted(tp.partition for tp in partitions))
+        except RestoreInterrupted:
+            log.info("stopping during a changelog restore; the next start restores again")
         except BaseException as e:  # librdkafka would swallow it: stop loudly instead
             self._callback_error(e)
 
@@ -253,11 +278,20 @@ class Worker:
     def _open_shard(self, partition: int) -> Engine:
         path = Path(self.settings.state_dir) / f"{self.settings.interactions_topic}-{partition}"
         store = PartitionStore(path)
-        if store.is_empty():
-            restore_from_changelog(self.settings, store, partition, self.metrics, self.health.tick)
+        if store.needs_restore():
+            try:
+                restore_from_changelog(self.settings, store, partition, self.metrics, self._restore_tick)
+            except BaseException:
+                store.close()
+                raise
         engine = Engine(store, self.catalog, self.config)
         self.shards[partition] = engine
         return engine
+
+    def _restore_tick(self) -> None:
+        self.health.tick()
+        if self.stop_requested.is_set():
+            raise RestoreInterrupted("stop requested during a changelog restore")
 
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoked").inc()

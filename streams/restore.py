@@ -21,10 +21,16 @@ BATCH_ROWS = 5000
 def restore_from_changelog(settings: Settings, store: PartitionStore, partition: int,
                            metrics: Metrics, tick: Callable[[], None] = lambda: None,
                            timeout_s: float = 600.0) -> int:
-    """Copy the changelog partition into `store`; returns records restored."""
+    """Copy the changelog partition into `store`; returns records restored. `tick` is called
+    between fetches (liveness; it may raise to abandon the restore, which the next start redoes)."""
     client = consumer(settings, group_id=f"{settings.group_id}-restore", **{"enable.partition.eof": True})
     tp = TopicPartition(settings.changelog_topic, partition, OFFSET_BEGINNING)
     try:
+        topic = client.list_topics(settings.changelog_topic, timeout=10).topics[settings.changelog_topic]
+        if partition not in (topic.partitions or {}):
+            raise RuntimeError(f"changelog topic {settings.changelog_topic} has no partition {partition}; "
+                               f"it needs as many partitions as {settings.interactions_topic}")
+        store.begin_restore()
         client.assign([tp])
         gauge = metrics.restore_remaining.labels(str(partition))
         restored, rows = 0, {}
@@ -55,7 +61,7 @@ def restore_from_changelog(settings: Settings, store: PartitionStore, partition:
             raise TimeoutError(f"changelog restore of partition {partition} took over {timeout_s}s")
         gauge.set(0)
         metrics.restored.inc(restored)
-        store.reload_position()
+        store.end_restore()
         if restored:
             log.info("restored partition %d from changelog: %d records, position %s",
                      partition, restored, store.position)

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     # Operations
     metrics_port: int = Field(9100, ge=0, le=65535, description="0 disables the HTTP endpoint")
     metrics_host: str = "0.0.0.0"
+    # Serving app (`reco serve`, faust-streaming)
+    serve_group_id: str = "reco-serve"
+    serve_host: str = "0.0.0.0"
+    serve_port: int = Field(6066, ge=1, le=65535, description="HTTP port of `reco serve`")
+    serve_advertised_host: str = Field("127.0.0.1", description="how other `reco serve` processes reach this one")
     log_level: str = "INFO"
 
     @classmethod

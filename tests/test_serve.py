@@ -1,0 +1,101 @@
+"""`reco serve` (faust-streaming) against a real worker and broker: the serving table answers
+over real HTTP, and a forget-user request reaches every store — the worker's RocksDB and its
+changelog, the recommendations topic and the serving table."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import orjson
+
+from online_models.store import user_key
+from streams.clients import ensure_topics
+from streams.state_dump import dump_state
+
+from helpers import event, latest_by_key, produce, read_all, wait_until
+from workers import spawn, stop, wait_caught_up, worker_env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0, b""
+
+
+def spawn_serve(s, port: int, log) -> subprocess.Popen:
+    env = {**worker_env(s), "RECO_SERVE_PORT": str(port), "RECO_SERVE_GROUP_ID": f"{s.group_id}-serve"}
+    out = open(log, "ab")
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", "serve"], env=env, stdout=out, stderr=out)
+
+
+def test_serving_and_forgetting_a_user_everywhere(settings_factory, tmp_path):
+    s = settings_factory()
+    users = [f"u{n}" for n in range(12)]
+    events = [event(u, f"i{(n * 7 + i) % 15}", ts=1_700_000_000_000 + 1000 * i)
+              for n, u in enumerate(users) for i in range(5)]
+    ensure_topics(s)
+    port = free_port()
+    worker = spawn(s, log=tmp_path / "worker.log")
+    serve = spawn_serve(s, port, tmp_path / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ends = produce(s, [(e["user_id"], e) for e in events])
+        wait_caught_up([s.state_dir], s.interactions_topic, ends, procs=[worker])
+        published = latest_by_key(read_all(s, s.recommendations_topic))
+        assert set(published) == set(users)
+
+        # Serving: each user's list over HTTP is their latest value on the topic.
+        def served(user):
+            status, body = http("GET", f"{base}/recommendations/{user}/")
+            return status == 200 and orjson.loads(body) == published[user]
+        wait_until(lambda: all(served(u) for u in users), timeout=90, what="serve app to answer every user",
+                   interval=0.5)
+        assert http("GET", f"{base}/recommendations/nobody/")[0] == 404
+
+        # Forget u3: HTTP request → control topic → markers → worker → tombstones → table.
+        status, body = http("POST", f"{base}/users/u3/forget/")
+        assert status == 202 and json.loads(body)["status"] == "accepted"
+        wait_until(lambda: http("GET", f"{base}/recommendations/u3/")[0] == 404, timeout=60,
+                   what="u3 gone from the serving table", interval=0.5)
+        assert served("u4")  # the others are untouched
+
+        msgs = read_all(s, s.recommendations_topic)
+        assert "u3" not in latest_by_key(msgs)
+        assert msgs[-1].value() is None or any(m.key() == b"u3" and m.value() is None for m in msgs)
+        changelog = read_all(s, s.changelog_topic)
+        key = user_key("u3")
+        assert any(m.key() == key and m.value() is None for m in changelog), "no changelog tombstone"
+        wait_until(lambda: "u3" not in orjson.loads(dump_state(s.state_dir, s.interactions_topic))["users"],
+                   timeout=30, what="u3 gone from RocksDB")
+        assert "u4" in orjson.loads(dump_state(s.state_dir, s.interactions_topic))["users"]
+
+        # A later event starts u3 afresh: nothing of the old history comes back.
+        ends = produce(s, [("u3", event("u3", "i1", ts=1_700_000_100_000))])
+        wait_caught_up([s.state_dir], s.interactions_topic, ends, procs=[worker])
+        state = orjson.loads(dump_state(s.state_dir, s.interactions_topic))["users"]["u3"]
+        assert state["counts"] == {"click": 1}
+
+        # A malformed control request goes to the DLQ, the serve app keeps going.
+        produce(s, [(b"u5", b"{not json")], topic=s.control_topic)
+        wait_until(lambda: any(m.headers() and dict(m.headers()).get("dlq.source.topic") == s.control_topic.encode()
+                               for m in read_all(s, s.dlq_topic, idle_s=0.3)), timeout=30,
+                   what="bad control request in the DLQ")
+        assert serve.poll() is None and served("u4")
+    finally:
+        codes = stop(serve), stop(worker)
+    assert codes == (0, 0), "serve app and worker stop cleanly on SIGTERM"
