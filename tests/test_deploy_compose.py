@@ -212,3 +212,19 @@ def test_dockerfile_defaults_match_compose(workers):
         assert f"RECO_METRICS_PORT={settings.metrics_port}" in text
         assert re.search(rf"^EXPOSE\s+{settings.metrics_port}\b", text, re.M)
         assert re.search(rf'^VOLUME\s+\["{re.escape(str(settings.state_dir))}"\]', text, re.M)
+
+
+def test_serve_service_runs_the_serving_app_as_configured(compose):
+    from streams.cli import cli
+
+    svc = compose["services"]["serve"]
+    assert svc["command"] == ["serve"] and "serve" in cli.commands
+    assert svc["image"] == compose["services"]["engine-1"]["image"]
+    env = svc["environment"]
+    assert {k for k in env} <= settings_env_names()
+    settings = settings_from_env(env)
+    assert settings.bootstrap_servers == "kafka:9092"
+    assert settings.serve_advertised_host == "serve"
+    engine = settings_from_env(compose["services"]["engine-1"]["environment"])
+    assert settings.partitions == engine.partitions, "the serving table is partitioned like the topic"
+    assert {int(p.split(":")[-1]) for p in svc["ports"]} == {settings.serve_port}
