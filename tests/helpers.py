@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 import uuid
 from typing import Callable
 
@@ -86,3 +88,15 @@ def latest_by_key(msgs) -> dict[str, dict]:
 def event(user: str, item: str, type_: str = "click", ts: int = 1_700_000_000_000, **extra) -> dict:
     return {"event_id": extra.pop("event_id", f"{user}-{item}-{ts}-{type_}"), "user_id": user,
             "item_id": item, "type": type_, "ts": ts, **extra}
+
+
+def http(url: str, method: str = "GET", timeout: float = 5) -> tuple[int, str]:
+    """(status, body) over real HTTP; status 0 when nothing answers."""
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""

@@ -5,9 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import jsonschema
@@ -17,7 +14,7 @@ import pytest
 from streams.broker import free_port
 from streams.schemas import load_schema
 
-from helpers import latest_by_key, read_all, wait_until
+from helpers import http, read_all, wait_until
 
 RECO = [sys.executable, "-m", "streams.cli"]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -33,16 +30,6 @@ def env_for(s) -> dict:
             "RECO_SESSION_TIMEOUT_MS": "2000"}
 
 
-def http_get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
-
-
 def test_run_produce_tail_and_sigterm(settings_factory, tmp_path):
     s = settings_factory()
     env = env_for(s)
@@ -50,9 +37,9 @@ def test_run_produce_tail_and_sigterm(settings_factory, tmp_path):
     worker = subprocess.Popen(RECO + ["--metrics-port", str(port), "run"], env=env,
                               stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, what="/readyz 200")
-        assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
-        assert http_get(f"http://127.0.0.1:{port}/nope")[0] == 404
+        wait_until(lambda: http(f"http://127.0.0.1:{port}/readyz")[0] == 200, what="/readyz 200")
+        assert http(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        assert http(f"http://127.0.0.1:{port}/nope")[0] == 404
 
         # A user's own events, as JSONL, through `reco produce`.
         events = [{"user_id": "alice", "item_id": item, "type": "view", "ts": 1_700_000_000_000 + n,
@@ -73,7 +60,7 @@ def test_run_produce_tail_and_sigterm(settings_factory, tmp_path):
         for rec in lines:
             jsonschema.validate(rec, load_schema("recommendation"))
 
-        status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+        status, body = http(f"http://127.0.0.1:{port}/metrics")
         assert status == 200
         assert 'reco_events_consumed_total{outcome="applied",type="view"} 3.0' in body
         assert "reco_recommendations_published_total" in body

@@ -2,15 +2,12 @@
 over HTTP, and its /metrics exposes every series the dashboard and the alert rules query."""
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy_support import (alert_rules, dashboard_targets, grafana_expr_to_promql, promql_references,
                             recording_rules)
-from helpers import event, latest_by_key, produce, read_all, wait_until
+from helpers import event, http, latest_by_key, produce, read_all, wait_until
 from streams.http import serve
 
 # Series that only appear after rare events a short test cannot provoke honestly.
@@ -28,16 +25,8 @@ def _queried_series() -> set[str]:
     return names - recording_rules() - {"up"}
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def _scraped_series(base: str) -> set[str]:
-    status, text = _get(base + "/metrics")
+    status, text = http(base + "/metrics")
     assert status == 200
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
@@ -48,9 +37,9 @@ def test_running_worker_exposes_every_queried_series(settings_factory, worker_fa
     server = serve(w.metrics, w.worker.health, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{server.server_port}"
     try:
-        assert _get(base + "/healthz")[0] == 200
+        assert http(base + "/healthz")[0] == 200
         wait_until(lambda: w.value("reco_assigned_partitions") >= 2, what="partition assignment")
-        wait_until(lambda: _get(base + "/readyz")[0] == 200, what="/readyz 200")
+        wait_until(lambda: http(base + "/readyz")[0] == 200, what="/readyz 200")
 
         # Round 1 gives every user a published list; round 2 is then scored live (targets, hits).
         users = [f"user-{u}" for u in range(8)]

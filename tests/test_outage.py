@@ -6,8 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import orjson
 
@@ -15,19 +13,9 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.state_dump import dump_state
 from streams.clients import ensure_topics
 
-from helpers import event, latest_by_key, produce, read_all, wait_until
+from helpers import event, http, latest_by_key, produce, read_all, wait_until
 from test_recovery import make_settings
 from workers import worker_env
-
-
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
 
 
 def test_broker_outage_worker_survives_and_resumes(tmp_path):
@@ -41,26 +29,26 @@ def test_broker_outage_worker_survives_and_resumes(tmp_path):
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{metrics_port}"
     try:
-        wait_until(lambda: get(f"{base}/readyz")[0] == 200, what="ready")
+        wait_until(lambda: http(f"{base}/readyz")[0] == 200, what="ready")
         before = [event(f"u{n % 50}", f"i{n % 30}", ts=1_700_000_000_000 + n) for n in range(2000)]
         produce(s, [(e["user_id"], e) for e in before])
         wait_until(lambda: 'reco_events_consumed_total{outcome="applied",type="click"} 2000.0'
-                   in get(f"{base}/metrics")[1], what="first load applied")
+                   in http(f"{base}/metrics")[1], what="first load applied")
 
         broker.stop()                                       # outage
-        wait_until(lambda: get(f"{base}/readyz")[0] == 503, timeout=60, what="not ready during the outage")
-        assert get(f"{base}/healthz")[0] == 200, "alive while the broker is gone"
+        wait_until(lambda: http(f"{base}/readyz")[0] == 503, timeout=60, what="not ready during the outage")
+        assert http(f"{base}/healthz")[0] == 200, "alive while the broker is gone"
         assert proc.poll() is None
 
         broker = EmbeddedBroker(port).start()               # back, but empty
         ensure_topics(s)
         after = [event(f"new{n % 20}", f"i{n % 30}", ts=1_700_000_100_000 + n) for n in range(300)]
         produce(s, [(e["user_id"], e) for e in after])
-        wait_until(lambda: get(f"{base}/readyz")[0] == 200, timeout=60, what="ready again by itself")
+        wait_until(lambda: http(f"{base}/readyz")[0] == 200, timeout=60, what="ready again by itself")
         view = wait_until(lambda: (v := latest_by_key(read_all(s, s.recommendations_topic, idle_s=0.3)))
                           and len(v) == 20 and v, timeout=60, what="lists for the events after the outage")
         assert set(view) == {f"new{n}" for n in range(20)}
-        metrics = get(f"{base}/metrics")[1]
+        metrics = http(f"{base}/metrics")[1]
         assert 'reco_offset_resets_total{topic="%s"}' % s.interactions_topic in metrics
         assert "reco_checkpoint_failures_total 1.0" in metrics  # undeliverable outputs were replayed
         assert proc.poll() is None

@@ -7,8 +7,6 @@ import json
 import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import orjson
 
@@ -16,7 +14,7 @@ from online_models.store import user_key
 from streams.clients import ensure_topics
 from streams.state_dump import dump_state
 
-from helpers import event, latest_by_key, produce, read_all, wait_until
+from helpers import event, http, latest_by_key, produce, read_all, wait_until
 from workers import spawn, stop, wait_caught_up, worker_env
 
 
@@ -24,17 +22,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def http(method: str, url: str) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return 0, b""
 
 
 def spawn_serve(s, port: int, log) -> subprocess.Popen:
@@ -61,16 +48,16 @@ def test_serving_and_forgetting_a_user_everywhere(settings_factory, tmp_path):
 
         # Serving: each user's list over HTTP is their latest value on the topic.
         def served(user):
-            status, body = http("GET", f"{base}/recommendations/{user}/")
+            status, body = http(f"{base}/recommendations/{user}/")
             return status == 200 and orjson.loads(body) == published[user]
         wait_until(lambda: all(served(u) for u in users), timeout=90, what="serve app to answer every user",
                    interval=0.5)
-        assert http("GET", f"{base}/recommendations/nobody/")[0] == 404
+        assert http(f"{base}/recommendations/nobody/")[0] == 404
 
         # Forget u3: HTTP request → control topic → markers → worker → tombstones → table.
-        status, body = http("POST", f"{base}/users/u3/forget/")
+        status, body = http(f"{base}/users/u3/forget/", "POST")
         assert status == 202 and json.loads(body)["status"] == "accepted"
-        wait_until(lambda: http("GET", f"{base}/recommendations/u3/")[0] == 404, timeout=60,
+        wait_until(lambda: http(f"{base}/recommendations/u3/")[0] == 404, timeout=60,
                    what="u3 gone from the serving table", interval=0.5)
         assert served("u4")  # the others are untouched
 
