@@ -114,8 +114,8 @@ def test_scrape_targets_are_the_compose_workers_on_the_metrics_port():
     compose = load_yaml(COMPOSE)
     job = next(c for c in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"] if c["job_name"] == ENGINE_JOB)
     targets = {t for sc in job["static_configs"] for t in sc["targets"]}
-    workers = {name: svc for name, svc in compose["services"].items()
-               if svc.get("environment", {}).get("RECO_BOOTSTRAP_SERVERS")}
+    workers = {name: svc for name, svc in compose["services"].items()   # `reco run` (the image's CMD)
+               if svc.get("environment", {}).get("RECO_BOOTSTRAP_SERVERS") and svc.get("command", ["run"]) == ["run"]}
     assert workers, "no engine workers in docker-compose.yml"
     expected = {f"{name}:{settings_from_env(svc['environment']).metrics_port}" for name, svc in workers.items()}
     assert targets == expected
