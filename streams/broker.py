@@ -49,6 +49,8 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self) -> "EmbeddedBroker":
+        if self.proc is not None and self.proc.poll() is None:
+            return self  # already running (e.g. started, then used as a context manager)
         with socket.socket() as probe:
             if probe.connect_ex((self.host, self.port)) == 0:
                 raise RuntimeError(f"port {self.port} on {self.host} is already in use "

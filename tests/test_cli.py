@@ -122,3 +122,18 @@ def test_wheel_ships_the_schemas(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for schema in ("interaction", "item", "recommendation", "dead-letter", "forget-user"):
         assert f"reco_schemas/{schema}.v1.json" in names
+
+
+@pytest.mark.skipif(not (DATA / "yoochoose-sample" / "clicks.tsv").exists(), reason="no shared sample")
+def test_demo_runs_end_to_end_and_cleans_up(tmp_path):
+    """The README's first command: broker + worker + replay + live view, then everything stops."""
+    port = free_port()
+    proc = subprocess.run([*RECO, "demo", "--duration", "12", "--limit", "400", "--rate", "200",
+                           "--port", str(port)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "latest recommendation updates" in proc.stdout
+    assert "you viewed" in proc.stdout or "because" in proc.stdout or "trending" in proc.stdout
+    import socket
+
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "the demo's broker is still running"
