@@ -97,15 +97,11 @@ class CoVisitation:
     # -- persistence ----------------------------------------------------------------------
     def export_dirty(self) -> dict[str, object]:
         rows: dict[str, object] = {a: self.rows[a] for a in self._dirty if a in self.rows}
-        if self._dirty:
-            rows["\x00landmark"] = self.decay.landmark
         self._dirty.clear()
-        return rows
+        return self.decay.stamp(rows)
 
     def import_rows(self, rows: dict[str, object]) -> None:
-        landmark = rows.pop("\x00landmark", None)
-        if landmark is not None:
-            self.decay.landmark = landmark
+        self.decay.take_landmark(rows)
         for a in sorted(rows):
             row = self.rows[a] = dict(rows[a])  # type: ignore[arg-type]
             top = self._tops[a] = GrowingTopN(self.score_neighbors)

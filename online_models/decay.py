@@ -33,3 +33,18 @@ class ForwardDecay:
         mult = 2.0 ** (-(ts - self.landmark) / self.half_life_ms)
         self.landmark = ts
         return mult
+
+    # -- persistence: the landmark travels with a model's dirty rows under one reserved key --
+    LANDMARK_KEY = "\x00landmark"
+
+    def stamp(self, rows: dict[str, object]) -> dict[str, object]:
+        """Add the landmark to a non-empty export (values are only meaningful against it)."""
+        if rows:
+            rows[self.LANDMARK_KEY] = self.landmark
+        return rows
+
+    def take_landmark(self, rows: dict[str, object]) -> None:
+        """Pop the landmark out of imported rows and adopt it."""
+        landmark = rows.pop(self.LANDMARK_KEY, None)
+        if landmark is not None:
+            self.landmark = landmark  # type: ignore[assignment]

@@ -89,15 +89,11 @@ class Trending:
     def export_dirty(self) -> dict[str, object]:
         rows: dict[str, object] = {f"{scope}\x1f{item}": self.values[scope][item]
                                    for scope, item in self._dirty}
-        if self._dirty:
-            rows["\x00landmark"] = self.decay.landmark
         self._dirty.clear()
-        return rows
+        return self.decay.stamp(rows)
 
     def import_rows(self, rows: dict[str, object]) -> None:
-        landmark = rows.pop("\x00landmark", None)
-        if landmark is not None:
-            self.decay.landmark = landmark
+        self.decay.take_landmark(rows)
         for key in sorted(rows):
             scope, item = key.split("\x1f", 1)
             self.values.setdefault(scope, {})[item] = rows[key]
