@@ -31,6 +31,24 @@ _validate_interaction = validator("interaction")
 _validate_forget = validator("forget-user")
 
 
+def dlq_headers(code: str, reason: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    """The headers of a dead-letter record (schemas/dead-letter.v1.json)."""
+    return [("dlq.reason", reason.encode()), ("dlq.reason.code", code.encode()),
+            ("dlq.source.topic", topic.encode()), ("dlq.source.partition", str(partition).encode()),
+            ("dlq.source.offset", str(offset).encode())]
+
+
+def _schema_error(validate, record: object, prefix: str) -> Rejected | None:
+    """Run a compiled schema validator; any failure, even a validator bug, becomes a Rejected."""
+    try:
+        validate(record)
+    except fastjsonschema.JsonSchemaValueException as e:
+        return Rejected("schema", f"{prefix}: {e.message}")
+    except Exception as e:  # a validator bug must not kill the worker
+        return Rejected("schema", f"{prefix}: {type(e).__name__}: {e}")
+    return None
+
+
 def control_kind(headers: list[tuple[str, bytes]] | None) -> bytes | None:
     for name, value in headers or ():
         if name == CONTROL_HEADER:
@@ -42,13 +60,11 @@ def decode_forget(key: bytes | None, value: bytes | None) -> ForgetUser | Reject
     """A forget-user request (schemas/forget-user.v1.json); never raises."""
     try:
         record = orjson.loads(value or b"null")
-        _validate_forget(record)
     except orjson.JSONDecodeError as e:
         return Rejected("invalid_json", f"invalid JSON: {e}")
-    except fastjsonschema.JsonSchemaValueException as e:
-        return Rejected("schema", f"forget-user schema: {e.message}")
-    except Exception as e:  # a validator bug must not kill the worker
-        return Rejected("schema", f"forget-user schema: {type(e).__name__}: {e}")
+    rejected = _schema_error(_validate_forget, record, "forget-user schema")
+    if rejected is not None:
+        return rejected
     if key is None or key != record["user_id"].encode():
         return Rejected("key_mismatch", "forget-user key does not match user_id")
     return ForgetUser(record["user_id"])
@@ -74,12 +90,9 @@ def decode_interaction(key: bytes | None, value: bytes | None, topic: str, parti
         return Rejected("invalid_json", f"invalid JSON: {e}")
     if not isinstance(record, dict):
         return Rejected("not_an_object", f"value is a JSON {type(record).__name__}, expected an object")
-    try:
-        _validate_interaction(record)
-    except fastjsonschema.JsonSchemaValueException as e:
-        return Rejected("schema", f"schema: {e.message}")
-    except Exception as e:  # a validator bug must not kill the worker
-        return Rejected("schema", f"schema: {type(e).__name__}: {e}")
+    rejected = _schema_error(_validate_interaction, record, "schema")
+    if rejected is not None:
+        return rejected
     if record["user_id"] != text_key:
         return Rejected("key_mismatch", "key does not match user_id (partitioning must be by user)")
     return Interaction.from_dict(record, default_event_id=f"{topic}/{partition}/{offset}")

@@ -19,7 +19,8 @@ from online_models.variants import assign
 from . import clients
 from .catalog_feed import CatalogFeed
 from .checkpoint import Checkpointer, DeliveryFailed
-from .decode import FORGET_USER, ForgetUser, Rejected, control_kind, decode_forget, decode_interaction
+from .decode import (FORGET_USER, ForgetUser, Rejected, control_kind, decode_forget, decode_interaction,
+                     dlq_headers)
 from .http import Health
 from .metrics import Metrics
 from .quality import CoverageWindow
@@ -203,10 +204,7 @@ class Worker:
         self.coverage.recommended(s.item_id for s in rec.items)
 
     def _dead_letter(self, msg: Message, code: str, reason: str) -> None:
-        headers = [("dlq.reason", reason.encode()), ("dlq.reason.code", code.encode()),
-                   ("dlq.source.topic", msg.topic().encode()),
-                   ("dlq.source.partition", str(msg.partition()).encode()),
-                   ("dlq.source.offset", str(msg.offset()).encode())]
+        headers = dlq_headers(code, reason, msg.topic(), msg.partition(), msg.offset())
         self.checkpointer.produce(self.settings.dlq_topic, msg.key(), msg.value(), headers=headers)
         self.metrics.dlq.labels(code).inc()
         log.debug("dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)

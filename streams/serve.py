@@ -26,7 +26,7 @@ import orjson
 from faust.web import Request, Response, View
 
 from . import clients
-from .decode import CONTROL_HEADER, FORGET_USER, Rejected, decode_forget
+from .decode import CONTROL_HEADER, FORGET_USER, Rejected, decode_forget, dlq_headers
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,9 @@ def build_app(settings: Settings) -> faust.App:
             request = decode_forget(event.key, event.value)
             if isinstance(request, Rejected):
                 log.warning("bad control request (%s): %s", request.code, request.reason)
-                await dlq.send(key=event.key, value=event.value, headers=[
-                    ("dlq.reason", request.reason.encode()), ("dlq.reason.code", request.code.encode()),
-                    ("dlq.source.topic", settings.control_topic.encode()),
-                    ("dlq.source.partition", str(event.message.partition).encode()),
-                    ("dlq.source.offset", str(event.message.offset).encode())])
+                await dlq.send(key=event.key, value=event.value, headers=dlq_headers(
+                    request.code, request.reason, settings.control_topic, event.message.partition,
+                    event.message.offset))
                 continue
             for p in range(await interaction_partitions()):
                 await interactions.send(key=event.key, value=event.value, partition=p,

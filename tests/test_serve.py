@@ -4,30 +4,22 @@ changelog, the recommendations topic and the serving table."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
 
 import orjson
 
 from online_models.store import user_key
+from streams.broker import free_port
 from streams.clients import ensure_topics
 from streams.state_dump import dump_state
 
 from helpers import event, http, latest_by_key, produce, read_all, wait_until
-from workers import spawn, stop, wait_caught_up, worker_env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from workers import spawn, stop, wait_caught_up
 
 
 def spawn_serve(s, port: int, log) -> subprocess.Popen:
-    env = {**worker_env(s), "RECO_SERVE_PORT": str(port), "RECO_SERVE_GROUP_ID": f"{s.group_id}-serve"}
-    out = open(log, "ab")
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "serve"], env=env, stdout=out, stderr=out)
+    return spawn(s, log=log, command="serve",
+                 env={"RECO_SERVE_PORT": str(port), "RECO_SERVE_GROUP_ID": f"{s.group_id}-serve"})
 
 
 def test_serving_and_forgetting_a_user_everywhere(settings_factory, tmp_path):

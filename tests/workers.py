@@ -24,10 +24,12 @@ def worker_env(s: Settings, state_dir: Path | None = None) -> dict:
             "RECO_LOG_LEVEL": "INFO"}
 
 
-def spawn(s: Settings, state_dir: Path | None = None, log: Path | None = None) -> subprocess.Popen:
+def spawn(s: Settings, state_dir: Path | None = None, log: Path | None = None, command: str = "run",
+          env: dict | None = None) -> subprocess.Popen:
+    """`reco COMMAND` (a worker by default) as a real process configured like `s`."""
     out = open(log, "ab") if log else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "run"], env=worker_env(s, state_dir),
-                            stdout=out, stderr=out)
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", command],
+                            env={**worker_env(s, state_dir), **(env or {})}, stdout=out, stderr=out)
 
 
 def stop(proc: subprocess.Popen, timeout: float = 30) -> int:
