@@ -110,55 +110,101 @@ def embedding_diversity(lists: list[list[str]], index: dict[str, int], vectors: 
     return round(total / n, 4) if n else None
 
 
-def evaluate(events: list[dict], ks: tuple[int, ...] = (10, 20), config: EngineConfig | None = None,
-             catalog_records: list[dict] | None = None, baselines: tuple[str, ...] = ("trending", "covisit", "mf", "river_biased_mf"),
-             progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
-    """`reco evaluate` semantics: the full engine and every baseline over the same events.
-
-    `progress(name, total)` may return a per-1000-events callback (a progress bar)."""
+def _make_subject(name: str, config: EngineConfig, catalog_records: list[dict] | None):
     from .baselines import EngineSubject, RiverBiasedMF, baseline_config
 
+    if name == "river_biased_mf":
+        return RiverBiasedMF()
+    cat = Catalog()
+    for record in catalog_records or ():
+        cat.upsert(record)
+    return EngineSubject(config if name == "engine" else baseline_config(config, name), cat)
+
+
+def run_subject(name: str, events: list[dict], ks: tuple[int, ...], config: EngineConfig,
+                catalog_records: list[dict] | None, tick: Callable[[int], None] | None = None) -> tuple:
+    """One subject's prequential run: (name, report, referee) where the referee embedding
+    (item index, vectors) is the engine's MF, used to judge every subject's diversity."""
+    subject = _make_subject(name, config, catalog_records)
+    try:
+        engine = getattr(subject, "engine", None)
+        cat_div = (lambda items: category_diversity(items, engine.catalog)) \
+            if catalog_records and engine is not None else None
+        report = prequential(subject, events, ks, cat_div, tick)
+        referee = (engine.mf.index, engine.mf.vectors[:len(engine.mf.ids)]) if name == "engine" else None
+        return name, report, referee
+    finally:
+        subject.close()
+
+
+_ticks = None  # in a worker process: where progress goes (see `_parallel`)
+
+
+def _init_worker(queue) -> None:
+    global _ticks
+    _ticks = queue
+
+
+def _run_in_worker(name: str, *args) -> tuple:
+    queue = _ticks
+    return run_subject(name, *args, tick=(lambda n: queue.put((name, n))) if queue is not None else None)
+
+
+def _parallel(names: list[str], jobs: int, args: tuple, ticks: dict) -> list[tuple]:
+    """Subjects in `jobs` processes (they share nothing); progress comes back over a queue."""
+    import multiprocessing
+    import queue as queue_module
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that runs threads
+    progress = ctx.Queue()
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(progress,)) as pool:
+        futures = [pool.submit(_run_in_worker, name, *args) for name in names]
+        pending = set(futures)
+        while pending:
+            try:
+                name, n = progress.get(timeout=0.2)
+                if ticks.get(name):
+                    ticks[name](n)
+            except queue_module.Empty:
+                pass
+            pending = {f for f in pending if not f.done()}
+        results = [f.result() for f in futures]
+    while True:  # ticks still in flight when the last subject finished
+        try:
+            name, n = progress.get(timeout=0.05)
+        except queue_module.Empty:
+            return results
+        if ticks.get(name):
+            ticks[name](n)
+
+
+def evaluate(events: list[dict], ks: tuple[int, ...] = (10, 20), config: EngineConfig | None = None,
+             catalog_records: list[dict] | None = None, baselines: tuple[str, ...] = ("trending", "covisit", "mf", "river_biased_mf"),
+             progress: Callable[[str, int], Callable[[int], None]] | None = None, jobs: int = 1) -> dict:
+    """`reco evaluate` semantics: the full engine and every baseline over the same events.
+
+    `progress(name, total)` may return a per-1000-events callback (a progress bar). With
+    `jobs` > 1 the subjects run in that many processes at once; each is still one sequential
+    test-then-train pass, so every figure except wall-clock time is the same as with one."""
     config = config or EngineConfig()
-
-    def catalog() -> Catalog:
-        cat = Catalog()
-        for record in catalog_records or ():
-            cat.upsert(record)
-        return cat
-
-    def run(name: str, subject) -> Report:
-        cat_div = (lambda items: category_diversity(items, subject.engine.catalog)) \
-            if catalog_records and hasattr(subject, "engine") else None
-        tick = progress(name, len(events)) if progress else None
-        return prequential(subject, events, ks, cat_div, tick)
-
-    reports: dict[str, Report] = {}
-    subjects = {"engine": lambda: EngineSubject(config, catalog())}
-    for name in baselines:
-        if name == "river_biased_mf":
-            subjects[name] = RiverBiasedMF
-        else:
-            subjects[name] = lambda name=name: EngineSubject(baseline_config(config, name), catalog())
-    closers = []
-    mf = None
-    for name, make in subjects.items():
-        subject = make()
-        reports[name] = run(name, subject)
-        closers.append(subject)
-        if name == "engine":
-            mf = subject.engine.mf  # the referee embedding for intra-list diversity
+    names = ["engine", *baselines]
+    ticks = {name: progress(name, len(events)) if progress else None for name in names}
+    args = (events, ks, config, catalog_records)
+    if jobs > 1 and len(names) > 1:
+        results = _parallel(names, min(jobs, len(names)), args, ticks)
+    else:
+        results = [run_subject(name, *args, tick=ticks[name]) for name in names]
+    referee = results[0][2]  # the engine's
     out: dict = {"baselines": {}}
-    for name, report in reports.items():
+    for name, report, _ in results:
         d = report.as_dict()
         d["category_diversity"] = d.pop("intra_list_diversity")
-        d["intra_list_diversity"] = embedding_diversity(report.sampled_lists, mf.index, mf.vectors[:len(mf.ids)]) \
-            if mf is not None else None
+        d["intra_list_diversity"] = embedding_diversity(report.sampled_lists, *referee) if referee else None
         if name == "engine":
             out["engine"] = d
         else:
             out["baselines"][name] = d
-    for subject in closers:
-        subject.close()
     best = max((b["hr@20"] for b in out["baselines"].values() if "hr@20" in b), default=0.0)
     if "hr@20" in out["engine"]:
         out["engine"]["lift_over_best_baseline"] = round(out["engine"]["hr@20"] / best, 3) if best else None

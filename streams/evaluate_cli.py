@@ -2,6 +2,8 @@
 its baselines, no broker needed. Registered in streams/cli.py."""
 from __future__ import annotations
 
+import os
+
 import click
 import orjson
 from rich.console import Console
@@ -29,7 +31,10 @@ def _split(events: list[dict]) -> tuple[list[dict], list[dict]]:
 @click.option("--limit", type=int, default=None, help="only the first N events (after time ordering)")
 @click.option("--baseline", "baselines", multiple=True,
               default=("trending", "covisit", "mf", "river_biased_mf"), show_default=True)
-def evaluate(file: str, as_json: bool, ks: tuple[int, ...], limit: int | None, baselines: tuple[str, ...]) -> None:
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="subjects evaluated at once, one process each  [default: the number of CPUs]")
+def evaluate(file: str, as_json: bool, ks: tuple[int, ...], limit: int | None, baselines: tuple[str, ...],
+             jobs: int | None) -> None:
     """Prequential evaluation of FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL)."""
     events, items = _split(load_events(file))
     if limit:
@@ -42,7 +47,8 @@ def evaluate(file: str, as_json: bool, ks: tuple[int, ...], limit: int | None, b
         def progress(name: str, total: int):
             task = bar.add_task(name, total=total)
             return lambda n: bar.advance(task, n)
-        report = run_evaluation(events, ks, catalog_records=items, baselines=baselines, progress=progress)
+        report = run_evaluation(events, ks, catalog_records=items, baselines=baselines, progress=progress,
+                                jobs=jobs or os.cpu_count() or 1)
     if as_json:
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
         return

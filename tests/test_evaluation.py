@@ -36,6 +36,27 @@ def test_engine_beats_every_baseline_on_a_yoochoose_slice():
     assert engine["events"] == engine["targets"] == 5000
 
 
+def test_subjects_in_parallel_processes_give_the_same_report():
+    events = synthetic.events(1500)
+    catalog = synthetic.catalog_records()
+    ticks: dict[str, int] = {}
+
+    def progress(name, total):
+        ticks[name] = 0
+        return lambda n: ticks.__setitem__(name, ticks[name] + n)
+
+    def figures(report):
+        for d in (report["engine"], *report["baselines"].values()):
+            d.pop("events_per_s")
+        return report
+
+    one = figures(evaluate(events, catalog_records=catalog, jobs=1))
+    two = figures(evaluate(events, catalog_records=catalog, jobs=2, progress=progress))
+    assert one == two
+    assert one["engine"]["category_diversity"] is not None and one["engine"]["hr@20"] > 0
+    assert ticks == {name: 1000 for name in ("engine", "trending", "covisit", "mf", "river_biased_mf")}
+
+
 def test_report_metrics_by_hand():
     r = Report(ks=(1, 2))
     r.items_seen.update({"a", "b", "c", "d"})
