@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 
 import faust
@@ -42,11 +43,17 @@ def forget_request(user_id: str, requested_at_ms: int | None = None) -> bytes:
 
 
 def _broker_credentials(settings: Settings):
-    if not settings.sasl_mechanism:
-        return None
-    password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
-    return faust.SASLCredentials(username=settings.sasl_username or "", password=password,
-                                 mechanism=settings.sasl_mechanism)
+    """faust (aiokafka) credentials from the same RECO_* settings the librdkafka clients use:
+    TLS for SSL and SASL_SSL (CA from `kafka_extra["ssl.ca.location"]` if given, else the
+    system's), SASL username/password/mechanism when a mechanism or a SASL protocol is set."""
+    protocol = (settings.security_protocol or "PLAINTEXT").upper()
+    context = ssl.create_default_context(cafile=settings.kafka_extra.get("ssl.ca.location")) \
+        if protocol in ("SSL", "SASL_SSL") else None
+    if settings.sasl_mechanism or protocol.startswith("SASL"):
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+        return faust.SASLCredentials(username=settings.sasl_username or "", password=password,
+                                     mechanism=settings.sasl_mechanism or "PLAIN", ssl_context=context)
+    return faust.SSLCredentials(context) if context is not None else None
 
 
 def build_app(settings: Settings) -> faust.App:

@@ -18,8 +18,8 @@ def _documents() -> list[tuple[str, dict]]:
     return docs
 
 
-def _one(kind: str) -> dict:
-    (doc,) = [d for _, d in _documents() if d["kind"] == kind]
+def _one(kind: str, name: str | None = None) -> dict:
+    (doc,) = [d for _, d in _documents() if d["kind"] == kind and name in (None, d["metadata"]["name"])]
     return doc
 
 
@@ -87,7 +87,7 @@ def test_metrics_port_probes_and_service(container, settings):
     assert probes["readinessProbe"]["path"] == "/readyz"
     for probe in (*probes.values(), container["startupProbe"]["httpGet"]):
         assert probe["port"] in ("metrics", settings.metrics_port)
-    service = _one("Service")
+    service = _one("Service", "reco-engine")
     assert service["spec"]["clusterIP"] == "None"
     (sp,) = service["spec"]["ports"]
     assert sp["port"] == settings.metrics_port and sp["targetPort"] in ("metrics", settings.metrics_port)
@@ -108,10 +108,10 @@ def test_probe_paths_are_served_by_the_worker(settings):
 
 def test_statefulset_wiring(statefulset, container):
     spec = statefulset["spec"]
-    assert spec["serviceName"] == _one("Service")["metadata"]["name"]
+    assert spec["serviceName"] == _one("Service", "reco-engine")["metadata"]["name"]
     selector = spec["selector"]["matchLabels"]
     assert selector.items() <= spec["template"]["metadata"]["labels"].items()
-    assert selector.items() <= _one("Service")["spec"]["selector"].items()
+    assert selector.items() <= _one("Service", "reco-engine")["spec"]["selector"].items()
     assert selector == _one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"]
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
@@ -129,3 +129,23 @@ def test_runs_as_the_image_user(statefulset):
     assert sec["runAsNonRoot"] is True
     from deploy_support import DOCKERFILE
     assert f"USER {sec['runAsUser']}" in DOCKERFILE.read_text()
+
+
+def test_serve_deployment_wiring(settings):
+    deployment = _one("Deployment", "reco-serve")
+    spec = deployment["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    assert c["args"] == ["serve"] and image_is_pinned(c["image"])
+    env = {e["name"]: e for e in c["env"]}
+    assert set(env) <= settings_env_names()
+    assert env["RECO_SERVE_ADVERTISED_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    serve = settings_from_env({**_one("ConfigMap")["data"], **_one("Secret")["stringData"],
+                               **{k: e["value"] for k, e in env.items() if "value" in e}})
+    (port,) = c["ports"]
+    assert port["containerPort"] == serve.serve_port
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert str(serve.state_dir) in mounts  # faust's data directory is writable
+    service = _one("Service", "reco-serve")
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+    assert {"configMapRef": {"name": _one("ConfigMap")["metadata"]["name"]}} in c["envFrom"]

@@ -78,3 +78,25 @@ def test_serving_and_forgetting_a_user_everywhere(settings_factory, tmp_path):
     finally:
         codes = stop(serve), stop(worker)
     assert codes == (0, 0), "serve app and worker stop cleanly on SIGTERM"
+
+
+def test_kafka_security_settings_reach_the_faust_app():
+    """The serve app connects with the same RECO_* security settings as the workers: what
+    aiokafka is handed for each protocol."""
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+    from streams.serve import _broker_credentials
+    from streams.settings import Settings
+
+    def auth(**kw):
+        return credentials_to_aiokafka_auth(_broker_credentials(Settings(**kw)))
+
+    assert auth() == {"security_protocol": "PLAINTEXT"}
+    tls = auth(security_protocol="SSL")
+    assert tls["security_protocol"] == "SSL" and tls["ssl_context"] is not None
+    sasl = auth(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                sasl_username="reco", sasl_password="s3cret")
+    assert sasl["security_protocol"] == "SASL_SSL" and sasl["ssl_context"] is not None
+    assert (sasl["sasl_mechanism"], sasl["sasl_plain_username"], sasl["sasl_plain_password"]) == \
+        ("SCRAM-SHA-512", "reco", "s3cret")
+    plain = auth(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username="u")
+    assert plain["security_protocol"] == "SASL_PLAINTEXT" and plain["ssl_context"] is None
