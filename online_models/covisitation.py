@@ -37,6 +37,8 @@ class CoVisitation:
             self._rescale(self.decay.rescale_to(ev.ts))
         j = ev.item_id
         base = ev.weight * self.decay.factor(ev.ts)
+        if not base:  # so much older than the landmark that its decayed weight is 0: no signal
+            return
         seen: set[str] = {j}
         distance = 0
         for i in reversed(user.session_items):
@@ -86,7 +88,7 @@ class CoVisitation:
             if not top:
                 return []
             entries = top.items()
-            lead = entries[0][1]
+            lead = entries[0][1] or 1.0
             best = self._best[item_id] = [(b, v / lead) for b, v in entries]
         return best
 

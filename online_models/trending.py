@@ -35,6 +35,8 @@ class Trending:
         if self.decay.needs_rescale(ev.ts):
             self._rescale(self.decay.rescale_to(ev.ts))
         w = ev.weight * self.decay.factor(ev.ts)
+        if not w:  # so much older than the landmark that its decayed weight is 0: no signal
+            return
         if self.scopes_of is not None:
             for scope in self.scopes_of(ev):
                 self._add(scope, ev.item_id, w)

@@ -21,7 +21,7 @@ class Metrics:
         self.registry = r = registry or CollectorRegistry()
         self._event_children: dict[tuple[str, str], Counter] = {}
         self.events = Counter("reco_events_consumed_total", "Interaction events consumed",
-                              ["type", "outcome"], registry=r)  # outcome: applied|invalid|duplicate
+                              ["type", "outcome"], registry=r)  # outcome: applied|invalid|duplicate|failed
         self.dlq = Counter("reco_dlq_writes_total", "Records written to the dead-letter topic",
                            ["reason"], registry=r)
         self.published = Counter("reco_recommendations_published_total",
@@ -68,5 +68,8 @@ class Metrics:
         self.checkpoint_failures = Counter("reco_checkpoint_failures_total",
                                            "Checkpoints abandoned because outputs were not delivered "
                                            "(the interval is replayed)", registry=r)
+        self.publish_failures = Counter("reco_publish_failures_total",
+                                        "Lists not published because ranking raised (the events were learned)",
+                                        registry=r)
         self.ready = Gauge("reco_ready", "1 when the worker is connected and processing", registry=r)
         self.forgotten = Counter("reco_users_forgotten_total", "Forget-user requests applied", registry=r)

@@ -70,6 +70,7 @@ class Worker:
         self._consumer.subscribe([s.interactions_topic], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("worker started: group %s, topic %s, state in %s", s.group_id, s.interactions_topic, s.state_dir)
+        clean = False
         try:
             while not self.stop_requested.is_set():
                 self.health.tick()
@@ -81,18 +82,28 @@ class Worker:
                     self._checkpoint_or_rewind()
                 if time.monotonic() - self._last_gauges >= GAUGE_INTERVAL_S:
                     self._update_gauges()
+            clean = True
         finally:
-            self._shutdown()
+            # After an unexpected error the shards may hold part of a batch whose positions are
+            # already taken: checkpointing that would skip the rest of the batch for good. The
+            # store keeps the last checkpoint; the next start replays from there.
+            self._shutdown(checkpoint=clean)
         if self.fatal is not None:
             raise RuntimeError("worker stopped after a rebalance failure") from self.fatal
 
     def stop(self) -> None:
         self.stop_requested.set()
 
-    def _shutdown(self) -> None:
-        log.info("stopping: final checkpoint, leaving the group")
+    def _shutdown(self, checkpoint: bool = True) -> None:
+        if checkpoint:
+            log.info("stopping: final checkpoint, leaving the group")
+        else:
+            log.error("stopping after an error: no checkpoint, the next start replays from the last one")
         try:
-            self.checkpoint()
+            if checkpoint:
+                self.checkpoint()
+            else:  # drop the shards first, or leaving the group (on_revoke) would checkpoint them
+                self._close_shards(list(self.shards))
         finally:
             self._consumer.close()  # leaves the group; on_revoke closes the stores
             for engine in self.shards.values():
@@ -113,16 +124,21 @@ class Worker:
         started = time.time()
         m = self.metrics
         events = self._decode(msgs)
-        last_of_user = {(p, ev.user_id): n for n, (p, ev) in enumerate(events)}
+        last_of_user = {(p, ev.user_id): n for n, (p, ev, _) in enumerate(events)}
         changed: set[tuple[int, str]] = set()
-        for n, (partition, ev) in enumerate(events):
+        for n, (partition, ev, msg) in enumerate(events):
             if isinstance(ev, ForgetUser):
                 self._forget(partition, ev.user_id)
                 changed.discard((partition, ev.user_id))  # only events after it publish again
                 continue
-            learned = self.shards[partition].learn(ev)
-            m.event(ev.type, "applied" if learned.applied else "duplicate").inc()
-            if learned.applied:
+            try:
+                learned = self.shards[partition].learn(ev)
+            except Exception as e:  # an engine bug met by a valid event: the event is not lost
+                log.exception("partition %d: learning an event failed; it goes to the DLQ", partition)
+                self._dead_letter(msg, "engine_error", f"{type(e).__name__}: {e}"[:300])
+                learned = None
+            m.event(ev.type, "failed" if learned is None else "applied" if learned.applied else "duplicate").inc()
+            if learned is not None and learned.applied:
                 if learned.hit is not None:
                     variant = assign(ev.user_id, self.config.variants).name
                     m.live_targets.labels(variant).inc()
@@ -132,13 +148,17 @@ class Worker:
                 self.last_event_ts[partition] = ev.ts
                 changed.add((partition, ev.user_id))
             if last_of_user[(partition, ev.user_id)] == n and (partition, ev.user_id) in changed:
-                self._publish(partition, ev.user_id, started)
+                try:
+                    self._publish(partition, ev.user_id, started)
+                except Exception:  # an engine bug: the events are learned, the next one publishes
+                    log.exception("partition %d: ranking failed; no list published this time", partition)
+                    m.publish_failures.inc()
         m.model_seconds.observe(time.time() - started)
         self._producer.poll(0)
         m.batch_size.observe(len(msgs))
         m.batch_seconds.observe(time.time() - started)
 
-    def _decode(self, msgs: list[Message]) -> list[tuple[int, Interaction | ForgetUser]]:
+    def _decode(self, msgs: list[Message]) -> list[tuple[int, Interaction | ForgetUser, Message]]:
         """Valid events of owned partitions, in order; the rest go to the DLQ or are skipped."""
         out = []
         for msg in msgs:
@@ -165,7 +185,7 @@ class Worker:
                 self.metrics.event("unknown", "invalid").inc()
                 self._dead_letter(msg, ev.code, ev.reason)
             else:
-                out.append((partition, ev))
+                out.append((partition, ev, msg))
         return out
 
     def _reset_out_of_range(self, partition: int, why: str) -> None:

@@ -97,6 +97,19 @@ def test_covisitation_learns_transitions():
     assert cv.weight("a", "b") > cv.weight("b", "a") > 0  # forward counts more than backward
 
 
+def test_events_years_older_than_the_first_ones_are_learned_without_error(tmp_path):
+    """Forward decay weighs an event 9 years older than the landmark at exactly 0.0: the models
+    take no signal from it (instead of dividing by a zero leader), and ranking still works."""
+    e = engine(tmp_path, blend=Blend(explore=0.0, diversity=0.0))
+    learn(e, [ev("new", "x", ts=T0), ev("new", "y", ts=T0 + 1000)])
+    old = T0 - 9 * 365 * 24 * 3_600_000
+    learn(e, [ev("old", item, ts=old + n, session_id="s") for n, item in enumerate("abcab")])
+    assert e.covisit.neighbors("a") == [] and "a" not in [i for i, _ in e.trending.top()]
+    assert ids(e.recommend("old"))[:2] == ["b", "a"]  # their own recent items, newest first
+    assert "y" in ids(e.recommend("new"))
+    e.checkpoint(1)
+
+
 def test_a_new_catalogue_item_appears_at_once(tmp_path):
     records = [{"item_id": f"s{n}", "category": "shoes"} for n in range(5)]
     e = engine(tmp_path, blend=Blend(explore=0.0, diversity=0.0), records=records)

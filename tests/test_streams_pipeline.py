@@ -140,3 +140,99 @@ def test_catalogue_rules_unavailable_and_removed_items(settings_factory, worker_
     assert "d" not in items, "removed item recommended"
     dlq = read_all(s, s.dlq_topic, idle_s=0.3)
     assert [dict(m.headers())["dlq.source.topic"].decode() for m in dlq] == [s.items_topic]
+
+
+def test_events_years_older_than_the_first_ones_do_not_stop_the_worker(settings_factory, worker_factory):
+    """Found by a new user: Yoochoose events (2014) after contract events (2023) crashed the
+    worker (a zero forward-decay weight became a divisor)."""
+    s = settings_factory(partitions=1)
+    w = worker_factory(s)
+    wait_until(lambda: assigned(w), what="partition assignment")
+    t = 1_700_000_000_000
+    old = t - 9 * 365 * 24 * 3_600_000
+    events = [event("recent", "x", ts=t), event("recent", "y", ts=t + 1000)]
+    events += [event("old", item, ts=old + n, session_id="s") for n, item in enumerate("abcab")]
+    produce(s, [(e["user_id"], e) for e in events])
+    view = wait_until(lambda: (v := latest_by_key(read_all(s, s.recommendations_topic, idle_s=0.3)))
+                      .get("old", {}).get("trigger", {}).get("event_id") == events[-1]["event_id"] and v,
+                      what="a list for the user with the old events")
+    assert [i["item_id"] for i in view["old"]["items"]][:2] == ["b", "a"]
+    assert w.value("reco_events_consumed_total", outcome="applied") == len(events)
+    assert read_all(s, s.dlq_topic, idle_s=0.3) == []
+    assert w.thread.is_alive() and w.error is None
+
+
+def test_an_engine_failure_dead_letters_the_event_and_the_worker_keeps_going(
+        settings_factory, worker_factory, monkeypatch):
+    """Fault injection: the engine raises on one valid event and while ranking for one user.
+    The event goes to the DLQ as engine_error, the list is skipped and counted, and every other
+    event is learned and published."""
+    from online_models.engine import Engine
+    from online_models.recommender import Recommender
+
+    learn, rank = Engine.learn, Recommender.rank
+
+    def failing_learn(self, ev):
+        if ev.item_id == "boom":
+            raise RuntimeError("injected learning failure")
+        return learn(self, ev)
+
+    def failing_rank(self, user, blend, k=None, user_id="", *args, **kwargs):
+        if user_id == "unrankable":
+            raise RuntimeError("injected ranking failure")
+        return rank(self, user, blend, k, user_id, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "learn", failing_learn)
+    monkeypatch.setattr(Recommender, "rank", failing_rank)
+    s = settings_factory(partitions=1)
+    w = worker_factory(s)
+    wait_until(lambda: assigned(w), what="partition assignment")
+    events = [event("u1", "a"), event("u1", "boom"), event("unrankable", "a"), event("u2", "b")]
+    produce(s, [(e["user_id"], e) for e in events])
+    (dead,) = wait_until(lambda: read_all(s, s.dlq_topic, idle_s=0.3), what="the failed event on the DLQ")
+    headers = dict(dead.headers())
+    assert headers["dlq.reason.code"] == b"engine_error"
+    assert b"injected learning failure" in headers["dlq.reason"]
+    assert orjson.loads(dead.value())["event_id"] == events[1]["event_id"]
+    view = wait_until(lambda: (v := latest_by_key(read_all(s, s.recommendations_topic, idle_s=0.3)))
+                      and {"u1", "u2"} <= set(v) and v, what="lists for the other users")
+    assert "unrankable" not in view
+    assert w.value("reco_publish_failures_total") == 1
+    assert w.value("reco_events_consumed_total", outcome="applied") == 3
+    assert w.thread.is_alive() and w.error is None
+
+
+def test_an_unexpected_error_stops_the_worker_without_a_checkpoint(settings_factory, worker_factory, monkeypatch):
+    """Found by a new user: after an error mid-batch the worker used to checkpoint on its way
+    out — half a batch of state with the positions of all of it — so the rest was skipped for
+    good. Now it stops without a checkpoint and the next start replays the batch."""
+    from streams.quality import CoverageWindow
+
+    seen = CoverageWindow.seen
+
+    def failing_seen(self, item_id):
+        if item_id == "crash":
+            raise RuntimeError("injected failure outside the engine")
+        return seen(self, item_id)
+
+    monkeypatch.setattr(CoverageWindow, "seen", failing_seen)
+    s = settings_factory(partitions=1)
+    w = worker_factory(s)
+    wait_until(lambda: assigned(w), what="partition assignment")
+    events = [event(f"user-{n}", "crash" if n == 5 else "a") for n in range(10)]
+    produce(s, [(e["user_id"], e) for e in events])
+    w.thread.join(30)
+    assert isinstance(w.error, RuntimeError) and not w.thread.is_alive()
+
+    monkeypatch.setattr(CoverageWindow, "seen", seen)
+    again = worker_factory(s)
+    wait_until(lambda: again.value("reco_events_consumed_total", outcome="applied") == len(events),
+               what="the whole batch applied after the restart")
+    view = wait_until(lambda: (v := latest_by_key(read_all(s, s.recommendations_topic, idle_s=0.3)))
+                      and len(v) == len(events) and v, what="a list for every user")
+    assert set(view) == {e["user_id"] for e in events}
+    again.stop()
+    from streams.state_dump import dump_state
+    state = orjson.loads(dump_state(s.state_dir, s.interactions_topic))
+    assert set(state["users"]) == {e["user_id"] for e in events}
+    assert sum(p for p in state["positions"].values() if p) == len(events)
