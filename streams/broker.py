@@ -2,9 +2,12 @@
 ready in milliseconds. For the demo and the tests; production runs Apache Kafka."""
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +39,12 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
             time.sleep(0.02)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent exits, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
 class EmbeddedBroker:
     """`with EmbeddedBroker(port) as b: b.bootstrap` — starts Tansu, stops it on exit."""
 
@@ -60,6 +69,9 @@ class EmbeddedBroker:
         self.proc = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            # Its own session: a terminal's Ctrl-C reaches only us, and we stop the broker after
+            # the clients that use it. Dies with us, however we die (no orphan holding the port).
+            start_new_session=True, preexec_fn=_die_with_parent,
         )
         try:
             wait_for_port(self.host, self.port)

@@ -51,6 +51,7 @@ def broker(port: int, host: str):
     """Run the embedded Kafka-protocol broker (Tansu, in memory) in the foreground."""
     from .broker import EmbeddedBroker
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it like Ctrl-C
     with EmbeddedBroker(port, host) as b:
         click.echo(f"broker listening on {b.bootstrap} (memory only; Ctrl-C stops it)")
         try:
@@ -183,6 +184,8 @@ def tail(ctx: click.Context, from_beginning: bool, user_id: str | None, as_json:
 def demo(ctx: click.Context, rate: float, port: int, data: str | None, limit: int | None, duration: float | None):
     """Start broker + engine, replay the real Yoochoose sample, show recommendations live."""
     from .demo import run_demo
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`: same clean stop as Ctrl-C
 
     settings = _settings(ctx, bootstrap_servers=f"127.0.0.1:{port}")
     run_demo(settings, port=port, data=Path(data) if data else None, rate=rate, limit=limit, duration=duration)

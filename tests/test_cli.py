@@ -137,3 +137,28 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path):
 
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0, "the demo's broker is still running"
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_reco_broker_leaves_no_orphan_broker(tmp_path, sig):
+    """Found by a new user: `kill` on `reco broker` left Tansu running and holding the port."""
+    port = free_port()
+    proc = subprocess.Popen([*RECO, "broker", "--port", str(port)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _port_open(port), timeout=20, what="the broker's port")
+        proc.send_signal(sig)
+        proc.wait(15)
+        wait_until(lambda: not _port_open(port), timeout=10, what="the broker to go with its parent")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 0, proc.stderr.read()[-2000:]
