@@ -54,8 +54,19 @@ def read_otto(path: str | Path) -> list[dict]:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
+    out = []
     with Path(path).open("rb") as f:
-        return [orjson.loads(line) for line in f if line.strip()]
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                raise ValueError(f"{path} line {n}: not JSON ({e})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path} line {n}: expected a JSON object, got {type(record).__name__}")
+            out.append(record)
+    return out
 
 
 READERS = {"yoochoose": read_yoochoose, "otto": read_otto, "jsonl": read_jsonl}

@@ -121,7 +121,7 @@ def forget(ctx: click.Context, user_id: str):
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--rate", type=float, help="events per second (default: as fast as possible)")
-@click.option("--limit", type=int, help="send only the first N events")
+@click.option("--limit", type=click.IntRange(min=1), help="send only the first N events")
 @click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "yoochoose", "otto"]), default="auto",
               show_default=True)
 @click.option("--retime", is_flag=True, help="stamp each event with the current time")
@@ -130,14 +130,23 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
     """Send events from FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL) to the interactions topic."""
     from rich.progress import Progress
 
+    from confluent_kafka import KafkaException
+
     from online_models.datasets import load_events
 
     from .clients import ensure_topics
     from .produce import produce_events
 
     settings = _settings(ctx)
-    events = load_events(file, None if fmt == "auto" else fmt)[:limit]
-    ensure_topics(settings)
+    try:
+        events = load_events(file, None if fmt == "auto" else fmt)[:limit]
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        ensure_topics(settings)
+    except KafkaException as e:
+        raise click.ClickException(f"cannot reach Kafka at {settings.bootstrap_servers} "
+                                   f"(RECO_BOOTSTRAP_SERVERS / --bootstrap-servers): {e}") from None
     with Progress(transient=False) as progress:
         task = progress.add_task(f"producing {len(events)} events", total=len(events))
         sent = produce_events(settings, events, rate=rate, retime=retime,

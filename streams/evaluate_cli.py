@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from online_models.datasets import load_events
+from online_models.events import EVENT_TYPES
 from online_models.evaluation import evaluate as run_evaluation
 
 COLUMNS = ("hr@10", "mrr@10", "ndcg@10", "hr@20", "mrr@20", "ndcg@20", "coverage",
@@ -28,15 +29,23 @@ def _split(events: list[dict]) -> tuple[list[dict], list[dict]]:
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--k", "ks", type=int, multiple=True, default=(10, 20), show_default=True,
               help="cut-offs (repeatable)")
-@click.option("--limit", type=int, default=None, help="only the first N events (after time ordering)")
-@click.option("--baseline", "baselines", multiple=True,
-              default=("trending", "covisit", "mf", "river_biased_mf"), show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="only the first N events (after time ordering)")
+@click.option("--baseline", "baselines", multiple=True, show_default=True,
+              type=click.Choice(["trending", "covisit", "mf", "river_biased_mf"]),
+              default=("trending", "covisit", "mf", "river_biased_mf"), help="baselines to run (repeatable)")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="subjects evaluated at once, one process each  [default: the number of CPUs]")
 def evaluate(file: str, as_json: bool, ks: tuple[int, ...], limit: int | None, baselines: tuple[str, ...],
              jobs: int | None) -> None:
     """Prequential evaluation of FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL)."""
-    events, items = _split(load_events(file))
+    try:
+        events, items = _split(load_events(file))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    unknown = sorted({e["type"] for e in events} - set(EVENT_TYPES), key=str)
+    if unknown:
+        raise click.ClickException(f"{file}: unknown event type(s) {', '.join(map(repr, unknown[:5]))}; "
+                                   f"known: {', '.join(EVENT_TYPES)}")
     if limit:
         events = events[:limit]
     ks = tuple(sorted(set(ks)))

@@ -96,3 +96,16 @@ def test_cli_json_shape_and_otto():
     assert report["engine"]["hr@20"] > report["baselines"]["trending"]["hr@20"]
     table = CliRunner().invoke(command, [str(YOOCHOOSE), "--limit", "500"])
     assert table.exit_code == 0 and "river_biased_mf" in table.output
+
+
+def test_cli_names_the_bad_line_and_the_unknown_type(tmp_path):
+    from streams.evaluate_cli import evaluate as command
+    good = orjson.dumps({"event_id": "e1", "user_id": "u", "item_id": "i", "type": "click", "ts": 1_700_000_000_000})
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(good + b"\nnot json\n")
+    result = CliRunner().invoke(command, [str(bad)])
+    assert result.exit_code == 1 and "line 2: not JSON" in result.output and "Traceback" not in result.output
+    teleport = tmp_path / "teleport.jsonl"
+    teleport.write_bytes(good.replace(b'"click"', b'"teleport"') + b"\n")
+    result = CliRunner().invoke(command, [str(teleport)])
+    assert result.exit_code == 1 and "unknown event type(s) 'teleport'" in result.output
