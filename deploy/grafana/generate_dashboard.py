@@ -104,9 +104,11 @@ ROWS: list[tuple[str, list[dict]]] = [
         dict(title="Rebalances (per 5 minutes) by kind", unit="short", targets=[
             (f"sum by (kind) (increase(reco_rebalances_total{SEL}[5m]))", "{{kind}}")],
             description="Alert RecoRebalanceStorm: > 5 assignments on one worker within 15 minutes"),
-        dict(title="Checkpoint failures (1 h)", unit="short", targets=[
-            (f"sum by (instance) (increase(reco_checkpoint_failures_total{SEL}[1h]))", "{{instance}}")],
-            description="Checkpoints abandoned because outputs were not delivered; the interval is replayed"),
+        dict(title="Checkpoint and publish failures (1 h)", unit="short", targets=[
+            (f"sum by (instance) (increase(reco_checkpoint_failures_total{SEL}[1h]))", "checkpoint {{instance}}"),
+            (f"sum by (instance) (increase(reco_publish_failures_total{SEL}[1h]))", "publish {{instance}}")],
+            description="Checkpoints abandoned because outputs were not delivered (the interval is replayed); "
+                        "lists not published because ranking raised (an engine bug: see the log)"),
     ]),
 ]
 
