@@ -16,6 +16,7 @@ from .events import NEGATIVE_TYPES
 from .rules import category_diversity
 
 DIVERSITY_SAMPLE = 10  # intra-list diversity is measured on every 10th list
+BASELINES = ("trending", "covisit", "mf", "river_biased_mf")  # what `evaluate` runs beside the engine
 
 
 class Subject(Protocol):
@@ -154,33 +155,27 @@ def _parallel(names: list[str], jobs: int, args: tuple, ticks: dict) -> list[tup
     """Subjects in `jobs` processes (they share nothing); progress comes back over a queue."""
     import multiprocessing
     import queue as queue_module
-    from concurrent.futures import ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that runs threads
     progress = ctx.Queue()
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(progress,)) as pool:
         futures = [pool.submit(_run_in_worker, name, *args) for name in names]
         pending = set(futures)
-        while pending:
+        while True:  # after the last subject finishes, until no tick is still in flight
             try:
-                name, n = progress.get(timeout=0.2)
+                name, n = progress.get(timeout=0.2 if pending else 0.05)
+            except queue_module.Empty:
+                if not pending:
+                    return [f.result() for f in futures]
+            else:
                 if ticks.get(name):
                     ticks[name](n)
-            except queue_module.Empty:
-                pass
             pending = {f for f in pending if not f.done()}
-        results = [f.result() for f in futures]
-    while True:  # ticks still in flight when the last subject finished
-        try:
-            name, n = progress.get(timeout=0.05)
-        except queue_module.Empty:
-            return results
-        if ticks.get(name):
-            ticks[name](n)
 
 
 def evaluate(events: list[dict], ks: tuple[int, ...] = (10, 20), config: EngineConfig | None = None,
-             catalog_records: list[dict] | None = None, baselines: tuple[str, ...] = ("trending", "covisit", "mf", "river_biased_mf"),
+             catalog_records: list[dict] | None = None, baselines: tuple[str, ...] = BASELINES,
              progress: Callable[[str, int], Callable[[int], None]] | None = None, jobs: int = 1) -> dict:
     """`reco evaluate` semantics: the full engine and every baseline over the same events.
 

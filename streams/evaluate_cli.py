@@ -12,6 +12,7 @@ from rich.table import Table
 
 from online_models.datasets import load_events
 from online_models.events import EVENT_TYPES
+from online_models.evaluation import BASELINES
 from online_models.evaluation import evaluate as run_evaluation
 
 COLUMNS = ("hr@10", "mrr@10", "ndcg@10", "hr@20", "mrr@20", "ndcg@20", "coverage",
@@ -31,8 +32,7 @@ def _split(events: list[dict]) -> tuple[list[dict], list[dict]]:
               help="cut-offs (repeatable)")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="only the first N events (after time ordering)")
 @click.option("--baseline", "baselines", multiple=True, show_default=True,
-              type=click.Choice(["trending", "covisit", "mf", "river_biased_mf"]),
-              default=("trending", "covisit", "mf", "river_biased_mf"), help="baselines to run (repeatable)")
+              type=click.Choice(BASELINES), default=BASELINES, help="baselines to run (repeatable)")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="subjects evaluated at once, one process each  [default: the number of CPUs]")
 def evaluate(file: str, as_json: bool, ks: tuple[int, ...], limit: int | None, baselines: tuple[str, ...],
