@@ -10,16 +10,18 @@ from pathlib import Path
 import click
 
 from .evaluate_cli import evaluate
-from .settings import Settings, load_settings
+from .settings import Settings, SettingsProblem, load_settings, unknown_env
 
 
 def _settings(ctx: click.Context, **overrides) -> Settings:
     root = ctx.find_root().params
     merged = {**{k: v for k, v in root.items() if k != "config"}, **overrides}
+    for warning in unknown_env():
+        click.echo(f"warning: {warning}", err=True)
     try:
         return load_settings(root.get("config"), **merged)
-    except Exception as e:
-        raise click.UsageError(f"invalid settings: {e}") from e
+    except (SettingsProblem, FileNotFoundError) as e:
+        raise click.UsageError(f"invalid settings: {e}") from None
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -45,14 +47,18 @@ def cli(**_):
 
 
 @cli.command()
-@click.option("--port", type=int, default=9092, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9092, show_default=True, help="port to listen on")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (and advertise)")
 def broker(port: int, host: str):
     """Run the embedded Kafka-protocol broker (Tansu, in memory) in the foreground."""
     from .broker import EmbeddedBroker
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it like Ctrl-C
-    with EmbeddedBroker(port, host) as b:
+    try:
+        b = EmbeddedBroker(port, host).start()
+    except (RuntimeError, TimeoutError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from None
+    with b:
         click.echo(f"broker listening on {b.bootstrap} (memory only; Ctrl-C stops it)")
         try:
             b.proc.wait()
@@ -74,7 +80,13 @@ def run(ctx: click.Context):
     metrics = Metrics()
     health = Health(metrics)
     if settings.metrics_port:
-        server = serve(metrics, health, settings.metrics_host, settings.metrics_port)
+        try:
+            server = serve(metrics, health, settings.metrics_host, settings.metrics_port)
+        except OSError as e:
+            raise click.ClickException(
+                f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: {e.strerror}; "
+                "choose another port with --metrics-port / RECO_METRICS_PORT, or 0 to switch the "
+                "endpoint off") from None
         logging.getLogger("reco").info("metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
     worker = Worker(settings, metrics, health)
     for sig in (signal.SIGTERM, signal.SIGINT):

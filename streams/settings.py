@@ -1,11 +1,15 @@
 """Typed settings, built once at the entry point: defaults < config file < RECO_* env < flags."""
 from __future__ import annotations
 
+import difflib
+import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError,
+                               TomlConfigSettingsSource)
 
 from online_models.config import Blend, EngineConfig, Variant
 
@@ -65,7 +69,12 @@ class Settings(BaseSettings):
     serve_host: str = "0.0.0.0"
     serve_port: int = Field(6066, ge=1, le=65535, description="HTTP port of `reco serve`")
     serve_advertised_host: str = Field("127.0.0.1", description="how other `reco serve` processes reach this one")
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -97,6 +106,53 @@ class Settings(BaseSettings):
                             exclude_purchased=self.exclude_purchased, variants=variants)
 
 
+ENV_PREFIX = "RECO_"
+JSON_FIELDS = ("kafka_extra", "variants")  # given as JSON in the environment
+
+
+class SettingsProblem(ValueError):
+    """Settings that cannot be used, explained in terms of where they are set."""
+
+
+def _where(field: str) -> str:
+    return f"{field} (env {ENV_PREFIX}{field.upper()}, config key `{field}`)"
+
+
+def explain(error: Exception) -> str:
+    """One line per problem, naming the environment variable, the flag and the config key."""
+    if isinstance(error, ValidationError):
+        lines = []
+        for e in error.errors():
+            field = str(e["loc"][0]) if e["loc"] else "?"
+            if e["type"] == "extra_forbidden":
+                lines.append(f"{field}: not a setting (a key of the --config file?)")
+                continue
+            got = e.get("input")
+            lines.append(f"{_where(field)}: {e['msg']}" + (f" (got {got!r})" if isinstance(got, (str, int, float)) else ""))
+        return "; ".join(lines)
+    if isinstance(error, SettingsError):
+        m = re.search(r'field "(\w+)"', str(error))
+        if m and m.group(1) in JSON_FIELDS:
+            field = m.group(1)
+            example = '{"socket.keepalive.enable": "true"}' if field == "kafka_extra" else '[{"name": "b", "explore": 0.1}]'
+            return f"{ENV_PREFIX}{field.upper()} must be JSON, e.g. {ENV_PREFIX}{field.upper()}='{example}'"
+    return str(error)
+
+
+def unknown_env(environ: dict[str, str] | None = None) -> list[str]:
+    """A warning per RECO_* environment variable that names no setting (a typo is otherwise
+    silently ignored), with the closest setting's variable when there is one."""
+    known = [name.upper() for name in Settings.model_fields]
+    out = []
+    for name in sorted(environ if environ is not None else os.environ):
+        field = name.upper()[len(ENV_PREFIX):]
+        if name.upper().startswith(ENV_PREFIX) and field not in known:
+            close = difflib.get_close_matches(field, known, n=1)
+            out.append(f"{name} is not a setting and is ignored"
+                       + (f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""))
+    return out
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Settings from defaults, an optional TOML file, RECO_* env vars and explicit overrides
     (CLI flags); None-valued overrides are ignored so unset flags do not mask env vars."""
@@ -109,4 +165,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         class FileSettings(Settings):
             model_config = SettingsConfigDict(toml_file=path)
         cls = FileSettings
-    return cls(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+    except (ValidationError, SettingsError) as e:
+        raise SettingsProblem(explain(e)) from e

@@ -107,7 +107,48 @@ def test_settings_precedence_file_env_flag(tmp_path, monkeypatch):
 def test_bad_settings_give_a_clear_error(tmp_path):
     done = subprocess.run(RECO + ["--k", "0", "tail", "--timeout", "1"], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
-    assert "invalid settings" in done.stderr and "k" in done.stderr
+    assert "invalid settings: k (env RECO_K" in done.stderr and "greater than or equal to 1" in done.stderr
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"RECO_LOG_LEVEL": "loud"}, "log_level (env RECO_LOG_LEVEL, config key `log_level`): Input should be 'DEBUG'"),
+    ({"RECO_KAFKA_EXTRA": "acks=all"}, "RECO_KAFKA_EXTRA must be JSON, e.g."),
+    ({"RECO_PARTITIONS": "many"}, "partitions (env RECO_PARTITIONS"),
+])
+def test_settings_errors_name_the_variable_without_a_traceback(env, says):
+    done = subprocess.run(RECO + ["tail", "--timeout", "1"], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_misspelt_setting_is_reported_with_the_right_name(settings_factory):
+    s = settings_factory()
+    env = {**env_for(s), "RECO_BOOTSTRAP_SERVER": "typo:1", "RECO_COLOUR": "x"}
+    done = subprocess.run(RECO + ["tail", "--timeout", "0.5"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert ("warning: RECO_BOOTSTRAP_SERVER is not a setting and is ignored; did you mean "
+            "RECO_BOOTSTRAP_SERVERS?") in done.stderr
+    assert "warning: RECO_COLOUR is not a setting and is ignored\n" in done.stderr
+
+
+def test_ports_in_use_are_explained_not_traced(settings_factory):
+    import socket
+
+    s = settings_factory()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = subprocess.run(RECO + ["--metrics-port", str(port), "run"],
+                                env={**env_for(s), "RECO_METRICS_HOST": "127.0.0.1"},
+                                capture_output=True, text=True, timeout=60)
+        broker = subprocess.run(RECO + ["broker", "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert worker.returncode == 1 and "Traceback" not in worker.stderr, worker.stderr[-2000:]
+    assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in worker.stderr
+    assert "--metrics-port / RECO_METRICS_PORT" in worker.stderr
+    assert broker.returncode == 1 and "Traceback" not in broker.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in broker.stderr
 
 
 def test_wheel_ships_the_schemas(tmp_path):
