@@ -14,6 +14,7 @@ from .config import Blend, EngineConfig
 from .content import ContentModel
 from .context import describe, scopes
 from .covisitation import CoVisitation
+from .events import TYPE_WEIGHT
 from .exploration import SourceBandit, draws, slot_uniform
 from .mf import OnlineMF
 from .rules import NO_REQUEST, Request, Rules, mmr
@@ -27,6 +28,19 @@ class Scored(NamedTuple):
     reason: str
     source: str = "trending"   # recent | covisit | mf | content | context | trending
     explored: bool = False     # placed by the exploration bandit
+
+
+RECENT_REASONS = {  # the strongest thing the user recently did with an item they are shown again
+    "purchase": "you bought this recently",
+    "add_to_cart": "you added this to your cart",
+    "like": "you liked this",
+}
+
+
+def _recent_reason(user: UserState, item: str) -> str:
+    _, strongest = max(((TYPE_WEIGHT.get(t, 0.0), t) for i, _, t in user.recent if i == item),
+                       default=(0.0, "view"))
+    return RECENT_REASONS.get(strongest, "you viewed this recently")
 
 
 class Recommender:
@@ -127,7 +141,7 @@ class Recommender:
         if diversify:
             picked = mmr(picked, k, blend.diversity, self.catalog)
         seed_set = set(seeds)
-        out = [self._explain(item, score, seeds, seed_set, tagged) for item, score in picked]
+        out = [self._explain(item, score, seeds, seed_set, tagged, user) for item, score in picked]
         if blend.explore and len(out) > cfg.explore_from:
             self._explore(out, user, user_id, blend, allowed, vec, seeds)
         return out
@@ -168,9 +182,9 @@ class Recommender:
         yield from ((i, scores[i]) for i in items[shortlist:])
 
     def _explain(self, item: str, score: float, seeds: list[str], seed_set: set[str],
-                 tagged: dict[str, tuple[str, str]]) -> Scored:
+                 tagged: dict[str, tuple[str, str]], user: UserState) -> Scored:
         if item in seed_set:
-            return Scored(item, score, "you viewed this recently", "recent")
+            return Scored(item, score, _recent_reason(user, item), "recent")
         rows = self.covisit.rows
         for seed in seeds:
             row = rows.get(seed)

@@ -65,6 +65,16 @@ def test_purchases_can_stay_recommendable(tmp_path):
     assert "a" in ids(e.recommend("u"))
 
 
+def test_seen_items_say_what_the_user_did_with_them(tmp_path):
+    e = engine(tmp_path, exclude_purchased=False)
+    learn(e, background() + [ev("u", "x", ts=T0 + 90_000), ev("u", "y", "add_to_cart", ts=T0 + 91_000),
+                             ev("u", "y", ts=T0 + 92_000), ev("u", "a", "like", ts=T0 + 93_000),
+                             ev("u", "b", "purchase", ts=T0 + 94_000)])
+    reasons = {s.item_id: s.reason for s in e.recommend("u").items if s.source == "recent"}
+    assert reasons == {"x": "you viewed this recently", "y": "you added this to your cart",
+                       "a": "you liked this", "b": "you bought this recently"}
+
+
 def test_a_skipped_item_falls(tmp_path):
     mf = OnlineMF(factors=8)
     user = UserState()
