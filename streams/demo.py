@@ -10,7 +10,7 @@ from collections import deque
 from pathlib import Path
 
 import click
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -25,9 +25,13 @@ from .metrics import Metrics
 from .processor import Worker
 from .produce import produce_events
 from .settings import Settings
-from .tail import follow
+from .tail import follow, format_line
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "yoochoose-sample" / "clicks.tsv"
+SAMPLE = Path("shared") / "data" / "yoochoose-sample" / "clicks.tsv"
+# where the sample is looked for without --data: beside the directory the demo runs in (the
+# README runs it from the repository), then beside the source checkout
+DEFAULT_DATA = (Path("..") / SAMPLE, Path(__file__).resolve().parents[2] / SAMPLE)
+PLAIN_EVERY_S = 2.0  # without a terminal: a status line this often, and the updates in between
 
 
 def _counter(metrics: Metrics, name: str, **labels) -> float:
@@ -41,9 +45,11 @@ def _counter(metrics: Metrics, name: str, **labels) -> float:
 
 def run_demo(settings: Settings, port: int, data: Path | None, rate: float, limit: int | None,
              duration: float | None) -> None:
-    data = data or DEFAULT_DATA
-    if not data.exists():
-        raise click.ClickException(f"sample data not found at {data}; pass --data FILE")
+    if data is None:
+        data = next((d for d in DEFAULT_DATA if d.exists()), None)
+        if data is None:
+            raise click.ClickException(f"sample data not found at {' or '.join(map(str, DEFAULT_DATA))}; "
+                                       "pass --data FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL)")
     logging.basicConfig(level=logging.WARNING)
     events = load_events(data)[:limit]
     try:
@@ -75,48 +81,68 @@ def run_demo(settings: Settings, port: int, data: Path | None, rate: float, limi
         header = (f"broker 127.0.0.1:{port} (embedded)   metrics http://127.0.0.1:{server.server_port}/metrics"
                   f"   data {data.name}   Ctrl-C to stop")
 
-        def render() -> Group:
-            progress.update(task, completed=sent[0])
-            applied = _counter(metrics, "reco_events_consumed_total", outcome="applied")
+        def status() -> str:
             hits = _counter(metrics, "reco_live_hits_total")
             targets = _counter(metrics, "reco_live_targets_total")
-            stats = (f"events applied {applied:,.0f}   lists published "
-                     f"{_counter(metrics, 'reco_recommendations_published_total'):,.0f}   "
-                     f"invalid→DLQ {_counter(metrics, 'reco_dlq_writes_total'):,.0f}   "
-                     f"live HR@{settings.k} {hits / targets if targets else 0:.3f} ({targets:,.0f} checked)")
+            return (f"sent {sent[0]:,}/{len(events):,}   events applied "
+                    f"{_counter(metrics, 'reco_events_consumed_total', outcome='applied'):,.0f}   lists published "
+                    f"{_counter(metrics, 'reco_recommendations_published_total'):,.0f}   "
+                    f"invalid→DLQ {_counter(metrics, 'reco_dlq_writes_total'):,.0f}   "
+                    f"live HR@{settings.k} {hits / targets if targets else 0:.3f} ({targets:,.0f} checked)")
+
+        def render() -> Group:
+            progress.update(task, completed=sent[0])
             table = Table(expand=True, title="latest recommendation updates")
-            table.add_column("user", justify="right")
-            table.add_column("top items")
-            table.add_column("why (first item)")
-            table.add_column("event→list", justify="right")
-            for rec, latency in reversed(recent):
+            # one line per update, whatever the terminal's width
+            table.add_column("user", justify="right", no_wrap=True, min_width=6)
+            table.add_column("top items", no_wrap=True, overflow="ellipsis", ratio=3)
+            table.add_column("why (first item)", no_wrap=True, overflow="ellipsis", ratio=2)
+            table.add_column("event→list", justify="right", no_wrap=True, min_width=10)
+            for rec, latency in list(reversed(recent))[:rows]:
                 items = ", ".join(i["item_id"] for i in rec["items"][:4])
                 reason = rec["items"][0]["reason"] if rec["items"] else "-"
                 table.add_row(rec["user_id"], items, reason, f"{latency * 1000:.0f} ms")
-            return Group(Panel(header), progress, stats, table)
+            return Group(Panel(header), progress, status(), table)
 
+        console = Console()
+        rows = max(3, console.size.height - 14)  # the table fits the terminal (a 24-line one too)
+        if not console.is_terminal:  # a pipe or a log file: plain lines, as they happen
+            click.echo(header)
         started = time.monotonic()
+        live = Live(render(), console=console, refresh_per_second=4, transient=False) \
+            if console.is_terminal else None
         try:
-            with Live(render(), refresh_per_second=4, transient=False) as live:
-                last_render = 0.0
-                for update in follow(settings, should_stop=stop.is_set, idle=True):
-                    if update is not None:
-                        rec, published_ms = update
-                        recent.append((rec, max(published_ms - rec["trigger"]["ts"], 0) / 1000))
-                    if time.monotonic() - last_render > 0.25:  # the screen, not the stream, sets the pace
-                        live.update(render())
+            if live is not None:
+                live.start()
+            last_render = last_status = 0.0
+            for update in follow(settings, should_stop=stop.is_set, idle=True):
+                if update is not None:
+                    rec, published_ms = update
+                    latency = max(published_ms - rec["trigger"]["ts"], 0) / 1000
+                    recent.append((rec, latency))
+                    if live is None and time.monotonic() - last_render > PLAIN_EVERY_S / 8:
+                        click.echo(f"{format_line(rec)}  ({latency * 1000:.0f} ms)")
                         last_render = time.monotonic()
-                    if duration and time.monotonic() - started > duration:
-                        break
-                    if not threads[0].is_alive():
-                        raise click.ClickException("the worker stopped unexpectedly; see the log above")
+                if live is not None and time.monotonic() - last_render > 0.25:  # the screen sets the pace
+                    live.update(render())
+                    last_render = time.monotonic()
+                if live is None and time.monotonic() - last_status > PLAIN_EVERY_S:
+                    click.echo(status())
+                    last_status = time.monotonic()
+                if duration and time.monotonic() - started > duration:
+                    break
+                if not threads[0].is_alive():
+                    raise click.ClickException("the worker stopped unexpectedly; see the log above")
         except KeyboardInterrupt:
             pass
         finally:
+            if live is not None:
+                live.update(render())
+                live.stop()
             stop.set()
             worker.stop()
             for t in threads:
                 t.join(timeout=15)
             server.shutdown()
-        click.echo(f"stopped: sent {sent[0]} events, applied "
+        click.echo(f"\nstopped: sent {sent[0]} events, applied "
                    f"{_counter(metrics, 'reco_events_consumed_total', outcome='applied'):,.0f}")
