@@ -110,6 +110,7 @@ def build_app(settings: Settings) -> faust.App:
                                         headers=[(CONTROL_HEADER, FORGET_USER)])
             log.info("forget-user request forwarded to the engine")
 
+    @app.page("/recommendations/{user_id}", name="recommendations-no-slash")  # either spelling works
     @app.page("/recommendations/{user_id}/")
     class Recommendations(View):
         @app.table_route(table=table, match_info="user_id")
@@ -119,6 +120,7 @@ def build_app(settings: Settings) -> faust.App:
                 return self.json({"error": "no recommendations for this user"}, status=404)
             return self.bytes(value, content_type="application/json")
 
+    @app.page("/users/{user_id}/forget", name="forget-no-slash")
     @app.page("/users/{user_id}/forget/")
     class Forget(View):
         async def post(self, request: Request, user_id: str) -> Response:

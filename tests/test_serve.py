@@ -45,9 +45,11 @@ def test_serving_and_forgetting_a_user_everywhere(settings_factory, tmp_path):
         wait_until(lambda: all(served(u) for u in users), timeout=90, what="serve app to answer every user",
                    interval=0.5)
         assert http(f"{base}/recommendations/nobody/")[0] == 404
+        status, body = http(f"{base}/recommendations/{users[0]}")  # no trailing slash: same answer
+        assert status == 200 and orjson.loads(body) == published[users[0]]
 
         # Forget u3: HTTP request → control topic → markers → worker → tombstones → table.
-        status, body = http(f"{base}/users/u3/forget/", "POST")
+        status, body = http(f"{base}/users/u3/forget", "POST")
         assert status == 202 and json.loads(body)["status"] == "accepted"
         wait_until(lambda: http(f"{base}/recommendations/u3/")[0] == 404, timeout=60,
                    what="u3 gone from the serving table", interval=0.5)
