@@ -56,6 +56,19 @@ class Report:
                 self.rr[k] = self.rr.get(k, 0.0) + 1.0 / (pos + 1)
                 self.ndcg[k] = self.ndcg.get(k, 0.0) + 1.0 / math.log2(pos + 2)
 
+    def merge(self, other: "Report") -> None:
+        """Add another partition's report: the figures of the whole deployment."""
+        self.targets += other.targets
+        for mine, theirs in ((self.hits, other.hits), (self.rr, other.rr), (self.ndcg, other.ndcg)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
+        self.recommended |= other.recommended
+        self.items_seen |= other.items_seen
+        self.ild_sum += other.ild_sum
+        self.ild_n += other.ild_n
+        self.events += other.events
+        self.seconds += other.seconds  # events/s stays the rate of one process
+
     def as_dict(self) -> dict:
         n = max(self.targets, 1)
         out: dict = {"targets": self.targets, "events": self.events}
@@ -94,9 +107,9 @@ def prequential(subject: Subject, events: Iterable[dict], ks: tuple[int, ...] = 
     return report
 
 
-def embedding_diversity(lists: list[list[str]], index: dict[str, int], vectors: np.ndarray) -> float | None:
-    """Mean pairwise cosine distance of listed items under one referee embedding (the full
-    engine's MF item vectors), so every subject is judged by the same yardstick."""
+def embedding_diversity(lists: list[list[str]], index: dict[str, int], vectors: np.ndarray) -> tuple[float, int]:
+    """Sum and count of per-list mean pairwise cosine distances under one referee embedding
+    (the full engine's MF item vectors), so every subject is judged by the same yardstick."""
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     total, n = 0.0, 0
     for items in lists:
@@ -108,7 +121,7 @@ def embedding_diversity(lists: list[list[str]], index: dict[str, int], vectors: 
         sim = (u.sum(axis=0) @ u.sum(axis=0) - m) / (m * (m - 1))  # mean off-diagonal cosine
         total += 1.0 - float(sim)
         n += 1
-    return round(total / n, 4) if n else None
+    return total, n
 
 
 def _make_subject(name: str, config: EngineConfig, catalog_records: list[dict] | None):
@@ -151,8 +164,9 @@ def _run_in_worker(name: str, *args) -> tuple:
     return run_subject(name, *args, tick=(lambda n: queue.put((name, n))) if queue is not None else None)
 
 
-def _parallel(names: list[str], jobs: int, args: tuple, ticks: dict) -> list[tuple]:
-    """Subjects in `jobs` processes (they share nothing); progress comes back over a queue."""
+def _parallel(tasks: list[tuple], jobs: int, ticks: dict) -> list[tuple]:
+    """`run_subject(*task)` for every task in `jobs` processes (they share nothing); progress
+    comes back over a queue."""
     import multiprocessing
     import queue as queue_module
     from concurrent.futures import ProcessPoolExecutor
@@ -160,7 +174,7 @@ def _parallel(names: list[str], jobs: int, args: tuple, ticks: dict) -> list[tup
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that runs threads
     progress = ctx.Queue()
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(progress,)) as pool:
-        futures = [pool.submit(_run_in_worker, name, *args) for name in names]
+        futures = [pool.submit(_run_in_worker, *task) for task in tasks]
         pending = set(futures)
         while True:  # after the last subject finishes, until no tick is still in flight
             try:
@@ -174,28 +188,60 @@ def _parallel(names: list[str], jobs: int, args: tuple, ticks: dict) -> list[tup
             pending = {f for f in pending if not f.done()}
 
 
+def split_by_user(events: list[dict], partitions: int, partition_of: Callable[[str, int], int]) -> list[list[dict]]:
+    """The events each input partition's shard would see, in order: users keyed to partitions
+    by `partition_of(user_id, partitions)` (the live producer's partitioner)."""
+    shards: list[list[dict]] = [[] for _ in range(partitions)]
+    for event in events:
+        shards[partition_of(event["user_id"], partitions)].append(event)
+    return shards
+
+
 def evaluate(events: list[dict], ks: tuple[int, ...] = (10, 20), config: EngineConfig | None = None,
              catalog_records: list[dict] | None = None, baselines: tuple[str, ...] = BASELINES,
-             progress: Callable[[str, int], Callable[[int], None]] | None = None, jobs: int = 1) -> dict:
+             progress: Callable[[str, int], Callable[[int], None]] | None = None, jobs: int = 1,
+             partitions: int = 1, partition_of: Callable[[str, int], int] | None = None) -> dict:
     """`reco evaluate` semantics: the full engine and every baseline over the same events.
 
     `progress(name, total)` may return a per-1000-events callback (a progress bar). With
-    `jobs` > 1 the subjects run in that many processes at once; each is still one sequential
-    test-then-train pass, so every figure except wall-clock time is the same as with one."""
+    `jobs` > 1 the runs go to that many processes at once; each is still one sequential
+    test-then-train pass, so every figure except wall-clock time is the same as with one.
+
+    With `partitions` > 1 every subject runs once per partition on that partition's users only
+    (split by `partition_of`), as the live workers' per-partition shards learn, and the
+    partitions' figures are added up: what a deployment with that many partitions would score."""
     config = config or EngineConfig()
     names = ["engine", *baselines]
     ticks = {name: progress(name, len(events)) if progress else None for name in names}
-    args = (events, ks, config, catalog_records)
-    if jobs > 1 and len(names) > 1:
-        results = _parallel(names, min(jobs, len(names)), args, ticks)
+    if partitions > 1:
+        if partition_of is None:
+            raise ValueError("partitions > 1 needs partition_of")
+        shards = split_by_user(events, partitions, partition_of)
     else:
-        results = [run_subject(name, *args, tick=ticks[name]) for name in names]
-    referee = results[0][2]  # the engine's
-    out: dict = {"baselines": {}}
-    for name, report, _ in results:
+        shards = [events]
+    tasks = [(name, shard, ks, config, catalog_records) for shard in shards for name in names]
+    if jobs > 1 and len(tasks) > 1:
+        results = _parallel(tasks, min(jobs, len(tasks)), ticks)
+    else:
+        results = [run_subject(*task, tick=ticks[task[0]]) for task in tasks]
+    reports: dict[str, Report] = {}
+    diversity: dict[str, tuple[float, int]] = {}
+    for start in range(0, len(results), len(names)):  # one partition's subjects, engine first
+        referee = results[start][2]
+        for name, report, _ in results[start:start + len(names)]:
+            if name in reports:
+                reports[name].merge(report)
+            else:
+                reports[name] = report
+            total, n = embedding_diversity(report.sampled_lists, *referee) if referee else (0.0, 0)
+            before = diversity.get(name, (0.0, 0))
+            diversity[name] = (before[0] + total, before[1] + n)
+    out: dict = {"partitions": partitions, "baselines": {}}
+    for name, report in reports.items():
         d = report.as_dict()
         d["category_diversity"] = d.pop("intra_list_diversity")
-        d["intra_list_diversity"] = embedding_diversity(report.sampled_lists, *referee) if referee else None
+        total, n = diversity[name]
+        d["intra_list_diversity"] = round(total / n, 4) if n else None
         if name == "engine":
             out["engine"] = d
         else:

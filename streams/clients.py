@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -27,6 +28,12 @@ def producer(settings: Settings, **overrides: Any) -> Producer:
         **overrides,
     }
     return Producer(conf)
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition the producer above (and Java clients, Kafka Streams, faust) puts a record
+    keyed `key` in, out of `partitions`: Kafka's murmur2 of the key bytes."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def consumer(settings: Settings, group_id: str | None = None, **overrides: Any) -> Consumer:

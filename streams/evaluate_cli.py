@@ -15,6 +15,8 @@ from online_models.events import EVENT_TYPES
 from online_models.evaluation import BASELINES
 from online_models.evaluation import evaluate as run_evaluation
 
+from .clients import partition_for
+
 COLUMNS = ("hr@10", "mrr@10", "ndcg@10", "hr@20", "mrr@20", "ndcg@20", "coverage",
            "intra_list_diversity", "category_diversity", "events_per_s")
 
@@ -35,8 +37,11 @@ def _split(events: list[dict]) -> tuple[list[dict], list[dict]]:
               type=click.Choice(BASELINES), default=BASELINES, help="baselines to run (repeatable)")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="subjects evaluated at once, one process each  [default: the number of CPUs]")
+@click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True,
+              help="score a deployment with this many input partitions: users are split by the "
+                   "producer's partitioner and each partition's models learn from its users only")
 def evaluate(file: str, as_json: bool, ks: tuple[int, ...], limit: int | None, baselines: tuple[str, ...],
-             jobs: int | None) -> None:
+             jobs: int | None, partitions: int) -> None:
     """Prequential evaluation of FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL)."""
     try:
         events, items = _split(load_events(file))
@@ -57,12 +62,14 @@ def evaluate(file: str, as_json: bool, ks: tuple[int, ...], limit: int | None, b
             task = bar.add_task(name, total=total)
             return lambda n: bar.advance(task, n)
         report = run_evaluation(events, ks, catalog_records=items, baselines=baselines, progress=progress,
-                                jobs=jobs or os.cpu_count() or 1)
+                                jobs=jobs or os.cpu_count() or 1, partitions=partitions,
+                                partition_of=partition_for)
     if as_json:
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
         return
     cols = [c for c in COLUMNS if c in report["engine"] or c.split("@")[-1] in map(str, ks)]
-    table = Table(title=f"prequential evaluation of {file} ({report['engine']['events']} events)")
+    shards = f", {partitions} partitions" if partitions > 1 else ""
+    table = Table(title=f"prequential evaluation of {file} ({report['engine']['events']} events{shards})")
     table.add_column("subject")
     for c in cols:
         table.add_column(c, justify="right")

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from online_models import synthetic
 from online_models.datasets import load_events
-from online_models.evaluation import Report, evaluate, prequential
+from online_models.evaluation import Report, evaluate, prequential, split_by_user
+from streams.clients import partition_for
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 YOOCHOOSE = DATA / "yoochoose-sample" / "clicks.tsv"
@@ -57,6 +58,31 @@ def test_subjects_in_parallel_processes_give_the_same_report():
     assert ticks == {name: 1000 for name in ("engine", "trending", "covisit", "mf", "river_biased_mf")}
 
 
+def test_partitions_add_up_the_shards_each_learning_from_its_own_users():
+    events = synthetic.events(1500, n_users=40)
+    catalog = synthetic.catalog_records()
+    shards = split_by_user(events, 2, partition_for)
+    users = [{e["user_id"] for e in shard} for shard in shards]
+    assert all(users) and not users[0] & users[1]
+    assert sum(map(len, shards)) == len(events)
+
+    def hits(d):
+        return round(d["hr@20"] * d["targets"])
+
+    whole = evaluate(events, catalog_records=catalog, baselines=("covisit",), partitions=2,
+                     partition_of=partition_for, jobs=2)
+    apart = [evaluate(shard, catalog_records=catalog, baselines=("covisit",)) for shard in shards]
+    assert whole["partitions"] == 2
+    for name, pick in (("engine", lambda r: r["engine"]), ("covisit", lambda r: r["baselines"]["covisit"])):
+        assert pick(whole)["targets"] == sum(pick(r)["targets"] for r in apart)
+        assert pick(whole)["events"] == len(events)
+        assert hits(pick(whole)) == sum(hits(pick(r)) for r in apart) > 0
+    one = evaluate(events, catalog_records=catalog, baselines=("covisit",))
+    assert one["partitions"] == 1 and one["engine"]["targets"] == whole["engine"]["targets"]
+    with pytest.raises(ValueError, match="partition_of"):
+        evaluate(events, partitions=2)
+
+
 def test_report_metrics_by_hand():
     r = Report(ks=(1, 2))
     r.items_seen.update({"a", "b", "c", "d"})
@@ -96,6 +122,10 @@ def test_cli_json_shape_and_otto():
     assert report["engine"]["hr@20"] > report["baselines"]["trending"]["hr@20"]
     table = CliRunner().invoke(command, [str(YOOCHOOSE), "--limit", "500"])
     assert table.exit_code == 0 and "river_biased_mf" in table.output
+    shards = CliRunner().invoke(command, [str(OTTO), "--json", "--partitions", "2", "--baseline", "covisit"])
+    assert shards.exit_code == 0, shards.output
+    report = orjson.loads(shards.output)
+    assert report["partitions"] == 2 and report["engine"]["events"] == 862
 
 
 def test_cli_names_the_bad_line_and_the_unknown_type(tmp_path):

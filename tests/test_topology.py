@@ -1,5 +1,5 @@
 """Topics that cannot work together fail fast with a fix in the message; a restore cut short
-is redone, never trusted."""
+is redone, never trusted; users land in the partitions the evaluation says they do."""
 from __future__ import annotations
 
 import subprocess
@@ -8,9 +8,29 @@ import sys
 from confluent_kafka.admin import NewTopic
 
 from online_models.store import PartitionStore, user_key
-from streams.clients import admin, ensure_topics
+from streams.clients import admin, ensure_topics, partition_for, producer
 
+from helpers import read_all
 from workers import worker_env
+
+
+def test_partition_for_is_where_the_producer_puts_a_user(settings_factory):
+    """`reco evaluate --partitions N` splits users with partition_for: it must agree with the
+    producer the engine uses (and Java clients), record by record, on a real broker."""
+    s = settings_factory(partitions=5)
+    client = admin(s)
+    for f in client.create_topics([NewTopic(s.interactions_topic, num_partitions=5,
+                                            replication_factor=1)]).values():
+        f.result()
+    users = [f"user-{n}" for n in range(60)] + ["", "ü-ß-名前", "11493"]
+    p = producer(s)
+    for u in users:
+        p.produce(s.interactions_topic, key=u.encode(), value=b"{}")
+    assert p.flush(30) == 0
+    landed = {m.key().decode(): m.partition() for m in read_all(s, s.interactions_topic, idle_s=0.3)}
+    assert set(landed) == set(users)
+    assert len(set(landed.values())) == 5  # spread over every partition, so the check means something
+    assert {u: partition_for(u, 5) for u in users} == landed
 
 
 def test_changelog_with_too_few_partitions_stops_the_worker_with_a_fix(settings_factory):
