@@ -213,10 +213,11 @@ def demo(ctx: click.Context, rate: float, port: int, data: str | None, limit: in
 
 
 @cli.command()
-@click.option("--events", "n_events", type=int, default=100_000, show_default=True)
-@click.option("--partitions", "n_partitions", type=int, default=4, show_default=True)
-@click.option("--rounds", type=int, default=3, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--events", "n_events", type=int, default=100_000, show_default=True, help="synthetic events per round")
+@click.option("--partitions", "n_partitions", type=int, default=4, show_default=True,
+              help="partitions of the benchmark topic")
+@click.option("--rounds", type=int, default=3, show_default=True, help="bare consumer + worker pairs")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def bench(n_events: int, n_partitions: int, rounds: int, as_json: bool):
     """Worker throughput against a bare consumer, same broker, same data, same run."""
     import orjson
@@ -233,6 +234,36 @@ def bench(n_events: int, n_partitions: int, rounds: int, as_json: bool):
         click.echo(f"  round {r['round']}: bare consumer {r['bare_events_per_s']:>9,} ev/s   "
                    f"engine worker {r['worker_events_per_s']:>8,} ev/s   ratio {r['ratio']:.3f}")
     click.echo(f"median worker/bare ratio: {result['median_ratio']:.3f}")
+
+
+@cli.command("bench-evaluate")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--limit", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="the first N events (after time ordering)")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="engine + models-off pairs")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def bench_evaluate(file: str, limit: int, rounds: int, as_json: bool):
+    """Evaluation throughput: the engine beside its own per-event path with the models off."""
+    import orjson
+
+    from online_models.datasets import load_events
+    from online_models.throughput import measure
+
+    try:
+        events = [e for e in load_events(file) if "type" in e][:limit]
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    result = measure(events, rounds)
+    if as_json:
+        click.echo(orjson.dumps(result).decode())
+        return
+    click.echo(f"{result['events']:,} events of {file}, prequential, one process")
+    for r in result["rounds"]:
+        click.echo(f"  round {r['round']}: models off {r['models_off_events_per_s']:>7,} ev/s "
+                   f"({r['path_us_per_event']} µs/event)   engine {r['engine_events_per_s']:>6,} ev/s   "
+                   f"ratio {r['ratio']:.3f}   models {r['models_us_per_event']} µs/event")
+    click.echo(f"median engine/models-off ratio: {result['median_ratio']:.3f}")
 
 
 @cli.group()

@@ -139,3 +139,16 @@ def test_cli_names_the_bad_line_and_the_unknown_type(tmp_path):
     teleport.write_bytes(good.replace(b'"click"', b'"teleport"') + b"\n")
     result = CliRunner().invoke(command, [str(teleport)])
     assert result.exit_code == 1 and "unknown event type(s) 'teleport'" in result.output
+
+
+@needs_data
+def test_bench_evaluate_puts_the_engine_beside_its_per_event_path():
+    from streams.cli import cli
+    result = CliRunner().invoke(cli, ["bench-evaluate", str(YOOCHOOSE), "--limit", "1500", "--rounds", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.output)
+    (run,) = report["rounds"]
+    assert report["events"] == 1500
+    # the models-off path does all the same per-event work except learning and ranking
+    assert run["models_off_events_per_s"] > run["engine_events_per_s"] > 0
+    assert run["models_us_per_event"] > 0 and run["ratio"] == report["median_ratio"] < 1
