@@ -17,6 +17,7 @@ from .config import Blend, EngineConfig, Variant
 from .engine import Engine
 from .events import TYPE_WEIGHT, Interaction
 from .store import PartitionStore
+from .variants import assign
 
 OFF = Blend(recent=0, covisit=0, trending=0, mf=0, content=0, context=0, explore=0, diversity=0)
 BASELINE_BLENDS = {
@@ -37,6 +38,12 @@ class EngineSubject:
         self.engine = Engine(self.store, catalog or Catalog(), config)
         self.checkpoint_every = checkpoint_every
         self.n = 0
+        variants = self.engine.config.variants
+        self._split = len(variants) > 1
+
+    def variant_of(self, user_id: str) -> str | None:
+        """The user's A/B variant when the configuration splits users, else None."""
+        return assign(user_id, self.engine.config.variants).name if self._split else None
 
     def recommend_ids(self, user_id: str, k: int) -> list[str]:
         return [s.item_id for s in self.engine.publish(user_id, k).items]

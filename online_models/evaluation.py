@@ -20,7 +20,8 @@ BASELINES = ("trending", "covisit", "mf", "river_biased_mf")  # what `evaluate` 
 
 
 class Subject(Protocol):
-    """Anything that can be evaluated: the engine, a baseline."""
+    """Anything that can be evaluated: the engine, a baseline. A subject with an A/B split also
+    has `variant_of(user_id) -> str | None` (None: no split), and gets figures per variant."""
     def recommend_ids(self, user_id: str, k: int) -> list[str]: ...
     def learn_event(self, event: dict) -> None: ...
 
@@ -39,6 +40,14 @@ class Report:
     sampled_lists: list[list[str]] = field(default_factory=list)
     events: int = 0
     seconds: float = 0.0
+    variants: dict[str, "Report"] = field(default_factory=dict)  # the same figures per A/B variant
+
+    def variant(self, name: str) -> "Report":
+        """The report of one variant's users (coverage is measured against every item seen)."""
+        sub = self.variants.get(name)
+        if sub is None:
+            sub = self.variants[name] = Report(ks=self.ks, items_seen=self.items_seen)
+        return sub
 
     def observe(self, ranked: list[str], target: str, diversity: float | None) -> None:
         self.targets += 1
@@ -68,6 +77,8 @@ class Report:
         self.ild_n += other.ild_n
         self.events += other.events
         self.seconds += other.seconds  # events/s stays the rate of one process
+        for name, sub in other.variants.items():
+            self.variant(name).merge(sub)
 
     def as_dict(self) -> dict:
         n = max(self.targets, 1)
@@ -79,6 +90,9 @@ class Report:
         out["coverage"] = round(len(self.recommended & self.items_seen) / max(len(self.items_seen), 1), 4)
         out["intra_list_diversity"] = round(self.ild_sum / self.ild_n, 4) if self.ild_n else None
         out["events_per_s"] = round(self.events / self.seconds) if self.seconds else None
+        if self.variants:
+            out["variants"] = {name: {k: v for k, v in sub.as_dict().items() if k not in ("events", "events_per_s")}
+                               for name, sub in sorted(self.variants.items())}
         return out
 
 
@@ -89,15 +103,18 @@ def prequential(subject: Subject, events: Iterable[dict], ks: tuple[int, ...] = 
     subject learns it. Every DIVERSITY_SAMPLE-th list is kept for embedding diversity."""
     report = Report(ks=ks)
     kmax = max(ks)
+    variant_of = getattr(subject, "variant_of", lambda user_id: None)
     started = time.perf_counter()
     negatives = NEGATIVE_TYPES
     for n, event in enumerate(events, 1):
         if event["type"] not in negatives:
             ranked = subject.recommend_ids(event["user_id"], kmax)
             sample = report.targets % DIVERSITY_SAMPLE == 0
-            report.observe(ranked, event["item_id"], diversity(ranked) if diversity and sample else None)
-            if sample:
-                report.sampled_lists.append(ranked)
+            variant = variant_of(event["user_id"])
+            for r in (report,) if variant is None else (report, report.variant(variant)):
+                r.observe(ranked, event["item_id"], diversity(ranked) if diversity and sample else None)
+                if sample:
+                    r.sampled_lists.append(ranked)
             report.items_seen.add(event["item_id"])
         subject.learn_event(event)
         if progress and n % 1000 == 0:
@@ -233,15 +250,21 @@ def evaluate(events: list[dict], ks: tuple[int, ...] = (10, 20), config: EngineC
                 reports[name].merge(report)
             else:
                 reports[name] = report
-            total, n = embedding_diversity(report.sampled_lists, *referee) if referee else (0.0, 0)
-            before = diversity.get(name, (0.0, 0))
-            diversity[name] = (before[0] + total, before[1] + n)
+            for key, r in ((name, report), *(((name, v), sub) for v, sub in report.variants.items())):
+                total, n = embedding_diversity(r.sampled_lists, *referee) if referee else (0.0, 0)
+                before = diversity.get(key, (0.0, 0))
+                diversity[key] = (before[0] + total, before[1] + n)
     out: dict = {"partitions": partitions, "baselines": {}}
-    for name, report in reports.items():
-        d = report.as_dict()
+    def with_diversity(d: dict, key) -> dict:
         d["category_diversity"] = d.pop("intra_list_diversity")
-        total, n = diversity[name]
+        total, n = diversity[key]
         d["intra_list_diversity"] = round(total / n, 4) if n else None
+        return d
+
+    for name, report in reports.items():
+        d = with_diversity(report.as_dict(), name)
+        for v, figures in d.get("variants", {}).items():
+            with_diversity(figures, (name, v))
         if name == "engine":
             out["engine"] = d
         else:

@@ -27,6 +27,20 @@ def _split(events: list[dict]) -> tuple[list[dict], list[dict]]:
     return [e for e in events if "type" in e], items
 
 
+def _engine_config(ctx: click.Context):
+    """The engine as configured (--config, RECO_* env: variants, blends, exclusions), so what is
+    evaluated is what would be deployed."""
+    from .cli import _settings  # imported here: cli imports this module
+    from .settings import SettingsProblem, load_settings
+
+    if ctx.parent is not None:
+        return _settings(ctx).engine_config()
+    try:  # invoked on its own (tests, `python -m streams.evaluate_cli`): defaults and RECO_* env
+        return load_settings().engine_config()
+    except SettingsProblem as e:
+        raise click.UsageError(f"invalid settings: {e}") from None
+
+
 @click.command("evaluate")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
@@ -40,9 +54,14 @@ def _split(events: list[dict]) -> tuple[list[dict], list[dict]]:
 @click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True,
               help="score a deployment with this many input partitions: users are split by the "
                    "producer's partitioner and each partition's models learn from its users only")
-def evaluate(file: str, as_json: bool, ks: tuple[int, ...], limit: int | None, baselines: tuple[str, ...],
-             jobs: int | None, partitions: int) -> None:
-    """Prequential evaluation of FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL)."""
+@click.pass_context
+def evaluate(ctx: click.Context, file: str, as_json: bool, ks: tuple[int, ...], limit: int | None,
+             baselines: tuple[str, ...], jobs: int | None, partitions: int) -> None:
+    """Prequential evaluation of FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL).
+
+    The engine is the configured one (--config, RECO_* variables); with several A/B variants
+    configured, each variant's users also get their own row."""
+    config = _engine_config(ctx)
     try:
         events, items = _split(load_events(file))
     except ValueError as e:
@@ -61,7 +80,8 @@ def evaluate(file: str, as_json: bool, ks: tuple[int, ...], limit: int | None, b
         def progress(name: str, total: int):
             task = bar.add_task(name, total=total)
             return lambda n: bar.advance(task, n)
-        report = run_evaluation(events, ks, catalog_records=items, baselines=baselines, progress=progress,
+        report = run_evaluation(events, ks, config=config, catalog_records=items, baselines=baselines,
+                                progress=progress,
                                 jobs=jobs or os.cpu_count() or 1, partitions=partitions,
                                 partition_of=partition_for)
     if as_json:
@@ -73,7 +93,9 @@ def evaluate(file: str, as_json: bool, ks: tuple[int, ...], limit: int | None, b
     table.add_column("subject")
     for c in cols:
         table.add_column(c, justify="right")
-    rows = [("engine", report["engine"])] + list(report["baselines"].items())
+    rows = [("engine", report["engine"])]
+    rows += [(f"engine · {name}", r) for name, r in report["engine"].get("variants", {}).items()]
+    rows += list(report["baselines"].items())
     for name, r in rows:
         table.add_row(name, *("-" if r.get(c) is None else str(r.get(c)) for c in cols))
     Console(width=170).print(table)
