@@ -19,9 +19,29 @@ def _settings(ctx: click.Context, **overrides) -> Settings:
     for warning in unknown_env():
         click.echo(f"warning: {warning}", err=True)
     try:
-        return load_settings(root.get("config"), **merged)
+        settings = load_settings(root.get("config"), **merged)
     except (SettingsProblem, FileNotFoundError) as e:
         raise click.UsageError(f"invalid settings: {e}") from None
+    ctx.find_root().meta["reco.settings"] = settings  # for the Kafka error message below
+    return settings
+
+
+class _Reco(click.Group):
+    """Kafka errors end a command with one line that says where it looked, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from confluent_kafka import KafkaException
+
+        try:
+            return super().invoke(ctx)
+        except KafkaException as e:
+            settings = ctx.meta.get("reco.settings")
+            where = f" at {settings.bootstrap_servers}" if settings else ""
+            error = e.args[0] if e.args else e
+            text = error.str() if hasattr(error, "str") else str(error)
+            raise click.ClickException(
+                f"Kafka{where}: {text} (bootstrap servers: --bootstrap-servers / RECO_BOOTSTRAP_SERVERS; "
+                "credentials: RECO_SECURITY_PROTOCOL, RECO_SASL_*)") from None
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -29,7 +49,7 @@ def _setup_logging(settings: Settings) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Reco, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", type=click.Path(dir_okay=False), help="TOML settings file (keys = setting names).")
 @click.option("--bootstrap-servers", help="Kafka bootstrap servers [env RECO_BOOTSTRAP_SERVERS; default 127.0.0.1:9092]")
 @click.option("--state-dir", type=click.Path(file_okay=False), help="RocksDB state directory [env RECO_STATE_DIR]")
@@ -142,8 +162,6 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
     """Send events from FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL) to the interactions topic."""
     from rich.progress import Progress
 
-    from confluent_kafka import KafkaException
-
     from online_models.datasets import load_events
 
     from .clients import ensure_topics
@@ -154,11 +172,7 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
         events = load_events(file, None if fmt == "auto" else fmt)[:limit]
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    try:
-        ensure_topics(settings)
-    except KafkaException as e:
-        raise click.ClickException(f"cannot reach Kafka at {settings.bootstrap_servers} "
-                                   f"(RECO_BOOTSTRAP_SERVERS / --bootstrap-servers): {e}") from None
+    ensure_topics(settings)
     with Progress(transient=False) as progress:
         task = progress.add_task(f"producing {len(events)} events", total=len(events))
         sent = produce_events(settings, events, rate=rate, retime=retime,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from aiokafka.partitioner import murmur2
@@ -13,9 +14,38 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
+class _FirstOfEachMessage(logging.Filter):
+    """librdkafka repeats a failing connection's message many times a second (it retries that
+    often): let each distinct message through once per `every_s`, with how often it repeated."""
+
+    def __init__(self, every_s: float = 30.0):
+        super().__init__()
+        self.every_s = every_s
+        self._last: dict[str, tuple[float, int]] = {}  # message -> (when last shown, repeats since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        now = time.monotonic()
+        shown, repeats = self._last.get(text, (None, 0))
+        if shown is not None and now - shown < self.every_s:
+            self._last[text] = (shown, repeats + 1)
+            return False
+        if len(self._last) > 1000:  # bounded: messages carry broker names, not unbounded ids
+            self._last.clear()
+        self._last[text] = (now, 0)
+        if repeats:
+            record.msg, record.args = f"%s (repeated {repeats} times in the last {self.every_s:.0f}s)", (text,)
+        return True
+
+
+KAFKA_LOG = logging.getLogger("librdkafka")  # every client's librdkafka messages, through logging
+KAFKA_LOG.addFilter(_FirstOfEachMessage())
+
+
 def producer(settings: Settings, **overrides: Any) -> Producer:
     conf = {
         **settings.kafka_common(),
+        "logger": KAFKA_LOG,
         "linger.ms": 5,
         "acks": "all",
         "enable.idempotence": True,
@@ -39,6 +69,7 @@ def partition_for(key: str, partitions: int) -> int:
 def consumer(settings: Settings, group_id: str | None = None, **overrides: Any) -> Consumer:
     conf = {
         **settings.kafka_common(),
+        "logger": KAFKA_LOG,
         "group.id": group_id or settings.group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -56,7 +87,7 @@ def consumer(settings: Settings, group_id: str | None = None, **overrides: Any) 
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient(settings.kafka_common())
+    return AdminClient({**settings.kafka_common(), "logger": KAFKA_LOG})
 
 
 def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:

@@ -132,6 +132,19 @@ def test_a_misspelt_setting_is_reported_with_the_right_name(settings_factory):
     assert "warning: RECO_COLOUR is not a setting and is ignored\n" in done.stderr
 
 
+@pytest.mark.parametrize("command", [["tail", "--timeout", "3"], ["forget", "u1"],
+                                     ["produce", str(DATA / "otto-sample" / "train.jsonl")]])
+def test_an_unreachable_broker_is_one_clear_error(command):
+    nowhere = f"127.0.0.1:{free_port()}"
+    done = subprocess.run(RECO + command, env={**os.environ, "RECO_BOOTSTRAP_SERVERS": nowhere},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"Error: Kafka at {nowhere}: " in done.stderr and "RECO_BOOTSTRAP_SERVERS" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    # librdkafka retries the connection many times a second; each distinct message shows once
+    assert done.stderr.count("Connection refused") <= 2, done.stderr[-2000:]
+
+
 def test_ports_in_use_are_explained_not_traced(settings_factory):
     import socket
 
