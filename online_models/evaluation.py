@@ -254,13 +254,14 @@ def evaluate(events: list[dict], ks: tuple[int, ...] = (10, 20), config: EngineC
                 total, n = embedding_diversity(r.sampled_lists, *referee) if referee else (0.0, 0)
                 before = diversity.get(key, (0.0, 0))
                 diversity[key] = (before[0] + total, before[1] + n)
-    out: dict = {"partitions": partitions, "baselines": {}}
+
     def with_diversity(d: dict, key) -> dict:
         d["category_diversity"] = d.pop("intra_list_diversity")
         total, n = diversity[key]
         d["intra_list_diversity"] = round(total / n, 4) if n else None
         return d
 
+    out: dict = {"partitions": partitions, "baselines": {}}
     for name, report in reports.items():
         d = with_diversity(report.as_dict(), name)
         for v, figures in d.get("variants", {}).items():

@@ -74,16 +74,17 @@ def broker(port: int, host: str):
     from .broker import EmbeddedBroker
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it like Ctrl-C
+    b = EmbeddedBroker(port, host)
     try:
-        b = EmbeddedBroker(port, host).start()
+        b.start()
+        click.echo(f"broker listening on {b.bootstrap} (memory only; Ctrl-C stops it)")
+        b.proc.wait()
+    except KeyboardInterrupt:  # also while it is still starting
+        pass
     except (RuntimeError, TimeoutError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from None
-    with b:
-        click.echo(f"broker listening on {b.bootstrap} (memory only; Ctrl-C stops it)")
-        try:
-            b.proc.wait()
-        except KeyboardInterrupt:
-            pass
+    finally:
+        b.stop()
 
 
 @cli.command()

@@ -41,6 +41,18 @@ def _engine_config(ctx: click.Context):
         raise click.UsageError(f"invalid settings: {e}") from None
 
 
+def _quarter_lines(name: str, total: int):
+    """Progress for a log or a pipe: a line per subject at each quarter of the events."""
+    done, step = [0], max(total // 4, 1)
+
+    def tick(n: int) -> None:
+        before = done[0] // step
+        done[0] += n
+        if done[0] // step > before:
+            click.echo(f"{name}: {min(done[0], total):,}/{total:,} events", err=True)
+    return tick
+
+
 @click.command("evaluate")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
@@ -74,12 +86,15 @@ def evaluate(ctx: click.Context, file: str, as_json: bool, ks: tuple[int, ...], 
         events = events[:limit]
     ks = tuple(sorted(set(ks)))
     console = Console(stderr=True)
+    quiet = as_json or len(events) < 5000
     with Progress(TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console, transient=True,
-                  disable=as_json or len(events) < 5000) as bar:
+                  disable=quiet or not console.is_terminal) as bar:
         def progress(name: str, total: int):
-            task = bar.add_task(name, total=total)
-            return lambda n: bar.advance(task, n)
+            if console.is_terminal:
+                task = bar.add_task(name, total=total)
+                return lambda n: bar.advance(task, n)
+            return None if quiet else _quarter_lines(name, total)
         report = run_evaluation(events, ks, config=config, catalog_records=items, baselines=baselines,
                                 progress=progress,
                                 jobs=jobs or os.cpu_count() or 1, partitions=partitions,

@@ -120,8 +120,10 @@ def test_cli_json_shape_and_otto():
     assert report["engine"]["events"] == 862
     assert {"hr@10", "hr@20", "mrr@20", "ndcg@20", "coverage", "events_per_s"} <= set(report["engine"])
     assert report["engine"]["hr@20"] > report["baselines"]["trending"]["hr@20"]
-    table = CliRunner().invoke(command, [str(YOOCHOOSE), "--limit", "500"])
+    table = CliRunner().invoke(command, [str(YOOCHOOSE), "--limit", "5000", "--jobs", "1"])
     assert table.exit_code == 0 and "river_biased_mf" in table.output
+    # not a terminal (a CI log): a line per subject at each quarter instead of a bar
+    assert "engine: 5,000/5,000 events" in table.stderr and "covisit: 3,000/5,000 events" in table.stderr
     shards = CliRunner().invoke(command, [str(OTTO), "--json", "--partitions", "2", "--baseline", "covisit"])
     assert shards.exit_code == 0, shards.output
     report = orjson.loads(shards.output)
