@@ -235,20 +235,27 @@ def demo(ctx: click.Context, rate: float, port: int, data: str | None, limit: in
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def bench(n_events: int, n_partitions: int, rounds: int, as_json: bool):
     """Worker throughput against a bare consumer, same broker, same data, same run."""
-    import orjson
-
     from .bench import run_bench
 
     logging.basicConfig(level=logging.WARNING)
-    result = run_bench(n_events, n_partitions, rounds)
+    _print_rounds(run_bench(n_events, n_partitions, rounds), as_json,
+                  f"{n_events:,} synthetic events, {n_partitions} partitions, embedded broker",
+                  lambda r: (f"bare consumer {r['bare_events_per_s']:>9,} ev/s   "
+                             f"engine worker {r['worker_events_per_s']:>8,} ev/s   ratio {r['ratio']:.3f}"),
+                  "median worker/bare ratio")
+
+
+def _print_rounds(result: dict, as_json: bool, title: str, line, summary: str) -> None:
+    """A benchmark's result: as JSON, or a title, a line per round and the median ratio."""
+    import orjson
+
     if as_json:
         click.echo(orjson.dumps(result).decode())
         return
-    click.echo(f"{n_events:,} synthetic events, {n_partitions} partitions, embedded broker")
+    click.echo(title)
     for r in result["rounds"]:
-        click.echo(f"  round {r['round']}: bare consumer {r['bare_events_per_s']:>9,} ev/s   "
-                   f"engine worker {r['worker_events_per_s']:>8,} ev/s   ratio {r['ratio']:.3f}")
-    click.echo(f"median worker/bare ratio: {result['median_ratio']:.3f}")
+        click.echo(f"  round {r['round']}: {line(r)}")
+    click.echo(f"{summary}: {result['median_ratio']:.3f}")
 
 
 @cli.command("bench-evaluate")
@@ -260,8 +267,6 @@ def bench(n_events: int, n_partitions: int, rounds: int, as_json: bool):
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def bench_evaluate(file: str, limit: int, rounds: int, as_json: bool):
     """Evaluation throughput: the engine beside its own per-event path with the models off."""
-    import orjson
-
     from online_models.datasets import load_events
     from online_models.throughput import measure
 
@@ -269,16 +274,11 @@ def bench_evaluate(file: str, limit: int, rounds: int, as_json: bool):
         events = [e for e in load_events(file) if "type" in e][:limit]
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    result = measure(events, rounds)
-    if as_json:
-        click.echo(orjson.dumps(result).decode())
-        return
-    click.echo(f"{result['events']:,} events of {file}, prequential, one process")
-    for r in result["rounds"]:
-        click.echo(f"  round {r['round']}: models off {r['models_off_events_per_s']:>7,} ev/s "
-                   f"({r['path_us_per_event']} µs/event)   engine {r['engine_events_per_s']:>6,} ev/s   "
-                   f"ratio {r['ratio']:.3f}   models {r['models_us_per_event']} µs/event")
-    click.echo(f"median engine/models-off ratio: {result['median_ratio']:.3f}")
+    _print_rounds(measure(events, rounds), as_json, f"{len(events):,} events of {file}, prequential, one process",
+                  lambda r: (f"models off {r['models_off_events_per_s']:>7,} ev/s ({r['path_us_per_event']} µs/event)"
+                             f"   engine {r['engine_events_per_s']:>6,} ev/s   ratio {r['ratio']:.3f}   "
+                             f"models {r['models_us_per_event']} µs/event"),
+                  "median engine/models-off ratio")
 
 
 @cli.group()

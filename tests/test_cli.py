@@ -221,3 +221,17 @@ def test_reco_broker_leaves_no_orphan_broker(tmp_path, sig):
             proc.kill()
     if sig == signal.SIGTERM:
         assert proc.returncode == 0, proc.stderr.read()[-2000:]
+
+
+def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run():
+    done = subprocess.run(RECO + ["bench", "--events", "1500", "--rounds", "1", "--partitions", "2", "--json"],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = orjson.loads(done.stdout)
+    (r,) = result["rounds"]
+    assert result["events"] == 1500 and result["partitions"] == 2
+    assert r["bare_events_per_s"] > r["worker_events_per_s"] > 0  # parsing alone beats learning + ranking
+    assert r["ratio"] == result["median_ratio"] < 1
+    table = subprocess.run(RECO + ["bench", "--events", "500", "--rounds", "1", "--partitions", "1"],
+                           capture_output=True, text=True, timeout=180)
+    assert table.returncode == 0 and "median worker/bare ratio: " in table.stdout
