@@ -60,6 +60,10 @@ class Catalog:
             return item_id not in self._removed
         return item.available
 
+    def restricts(self) -> bool:
+        """Whether any item could be unrecommendable (described or removed items exist)."""
+        return bool(self._items or self._removed)
+
     def new_items(self, category: str | None = None) -> list[str]:
         """The most recently added items (of a category), newest first."""
         return self._new.get(category or "", [])[::-1]

@@ -5,6 +5,7 @@ The blend is a fixed weighted sum tuned by prequential evaluation (docs/decision
 """
 from __future__ import annotations
 
+from itertools import islice
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -17,7 +18,7 @@ from .covisitation import CoVisitation
 from .events import TYPE_WEIGHT
 from .exploration import SourceBandit, draws, slot_uniform
 from .mf import OnlineMF
-from .rules import NO_REQUEST, Request, Rules, mmr
+from .rules import NO_REQUEST, Request, Rules, everything, mmr
 from .trending import START, Trending
 from .user_state import UserState
 
@@ -132,16 +133,19 @@ class Recommender:
         want = 2 * k if diversify else k
         ranked = self._order(scores, vec, blend.mf, 2 * want)
         allowed = self.rules.allowed_fn(user, request)
-        picked: list[tuple[str, float]] = []
-        for item, score in ranked:
-            if allowed(item):
-                picked.append((item, score))
-                if len(picked) >= want:
-                    break
+        if allowed is everything:
+            picked = list(islice(ranked, want))
+        else:
+            picked = []
+            for item, score in ranked:
+                if allowed(item):
+                    picked.append((item, score))
+                    if len(picked) >= want:
+                        break
         if diversify:
             picked = mmr(picked, k, blend.diversity, self.catalog)
-        seed_set = set(seeds)
-        out = [self._explain(item, score, seeds, seed_set, tagged, user) for item, score in picked]
+        explain = self._explainer(user, seeds, tagged)
+        out = [explain(item, score) for item, score in picked]
         if blend.explore and len(out) > cfg.explore_from:
             self._explore(out, user, user_id, blend, allowed, vec, seeds)
         return out
@@ -181,21 +185,31 @@ class Recommender:
             yield head[i], totals[i]
         yield from ((i, scores[i]) for i in items[shortlist:])
 
-    def _explain(self, item: str, score: float, seeds: list[str], seed_set: set[str],
-                 tagged: dict[str, tuple[str, str]], user: UserState) -> Scored:
-        if item in seed_set:
-            return Scored(item, score, _recent_reason(user, item), "recent")
+    def _explainer(self, user: UserState, seeds: list[str], tagged: dict[str, tuple[str, str]]):
+        """`explain(item, score) -> Scored` for this list: the first reason that holds, in order —
+        a seed itself, a seed's co-visitation row, a two-hop row, the source that added it."""
+        seed_set = set(seeds)
         rows = self.covisit.rows
-        for seed in seeds:
-            row = rows.get(seed)
-            if row is not None and item in row:
-                return Scored(item, score, f"because you viewed {seed}", "covisit")
-        if item not in tagged and seeds and self.config.two_hop:
-            for b, _ in self.covisit.neighbors(seeds[0])[:self.config.two_hop_neighbors]:
-                if item in rows.get(b, ()):
-                    return Scored(item, score, f"popular with people who viewed {b}", "covisit")
-        source, reason = tagged.get(item, ("trending", "trending now"))
-        return Scored(item, score, reason, source)
+        seed_rows = [(seed, row) for seed in seeds if (row := rows.get(seed)) is not None]
+        hops: list[tuple[str, dict]] | None = None  # built on first need
+
+        def explain(item: str, score: float) -> Scored:
+            nonlocal hops
+            if item in seed_set:
+                return Scored(item, score, _recent_reason(user, item), "recent")
+            for seed, row in seed_rows:
+                if item in row:
+                    return Scored(item, score, f"because you viewed {seed}", "covisit")
+            if item not in tagged and seeds and self.config.two_hop:
+                if hops is None:
+                    hops = [(b, rows.get(b, {})) for b, _ in
+                            self.covisit.neighbors(seeds[0])[:self.config.two_hop_neighbors]]
+                for b, row in hops:
+                    if item in row:
+                        return Scored(item, score, f"popular with people who viewed {b}", "covisit")
+            source, reason = tagged.get(item, ("trending", "trending now"))
+            return Scored(item, score, reason, source)
+        return explain
 
     def _explore(self, out: list[Scored], user: UserState, user_id: str, blend: Blend, allowed,
                  vec: np.ndarray | None, seeds: list[str]) -> None:

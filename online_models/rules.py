@@ -18,6 +18,11 @@ class Request:
 NO_REQUEST = Request()
 
 
+def everything(item: str) -> bool:
+    """The predicate when no rule applies (no catalogue restrictions, purchases or skips)."""
+    return True
+
+
 class Rules:
     def __init__(self, config: EngineConfig, catalog: Catalog):
         self.config = config
@@ -26,7 +31,7 @@ class Rules:
     def allowed_fn(self, user: UserState, request: Request):
         """A predicate for this user and request: removed/unavailable items, purchases (if
         configured), recently skipped items and the request's category filters are out."""
-        recommendable = self.catalog.is_recommendable
+        recommendable = self.catalog.is_recommendable if self.catalog.restricts() else everything
         purchased = set(user.purchased) if self.config.exclude_purchased else ()
         horizon = user.last_ts - self.config.skip_window_ms
         skipped = {i for i, ts in user.skipped.items() if ts > horizon}
@@ -34,7 +39,7 @@ class Rules:
         category = self.catalog.category
         if not include and not exclude:
             if not purchased and not skipped:
-                return recommendable
+                return recommendable  # `everything` when nothing applies: callers may skip the checks
             return lambda item: recommendable(item) and item not in purchased and item not in skipped
 
         def allowed(item: str) -> bool:

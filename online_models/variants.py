@@ -13,6 +13,8 @@ def bucket(user_id: str) -> float:
 
 
 def assign(user_id: str, variants: tuple[Variant, ...]) -> Variant:
+    if len(variants) == 1:  # no split: no hash per call
+        return variants[0]
     total = sum(v.weight for v in variants)
     point = bucket(user_id) * total
     acc = 0.0
