@@ -44,7 +44,7 @@ class Interaction:
             user_id=d["user_id"],
             item_id=d["item_id"],
             type=d["type"],
-            ts=d["ts"],
+            ts=int(d["ts"]),  # JSON Schema's "integer" admits 1.0; the models do integer arithmetic
             session_id=d.get("session_id"),
             context=d.get("context") or {},
             value=d.get("value"),

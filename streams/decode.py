@@ -71,8 +71,15 @@ def decode_forget(key: bytes | None, value: bytes | None) -> ForgetUser | Reject
 
 
 def decode_interaction(key: bytes | None, value: bytes | None, topic: str, partition: int,
-                       offset: int, max_bytes: int = 64 * 1024) -> Interaction | Rejected:
-    """Never raises on any input: every failure becomes a Rejected."""
+                       offset: int, max_bytes: int = 64 * 1024, record_ts: int | None = None,
+                       max_ahead_ms: int = 3_600_000) -> Interaction | Rejected:
+    """Never raises on any input: every failure becomes a Rejected.
+
+    `record_ts` is the Kafka record's timestamp (None or negative: not available). It is part of
+    a derived event id — `topic/partition/offset@record_ts` — so a recreated topic whose offsets
+    start again at 0 does not repeat the ids of events already applied; and an event more than
+    `max_ahead_ms` ahead of it is refused: its time would move every decayed model's clock forward
+    and silence all the events after it. Both depend on the record only, so replays agree."""
     if value is None:
         return Rejected("not_an_object", "value is null")
     if len(value) > max_bytes:
@@ -95,4 +102,9 @@ def decode_interaction(key: bytes | None, value: bytes | None, topic: str, parti
         return rejected
     if record["user_id"] != text_key:
         return Rejected("key_mismatch", "key does not match user_id (partitioning must be by user)")
-    return Interaction.from_dict(record, default_event_id=f"{topic}/{partition}/{offset}")
+    stamped = record_ts is not None and record_ts >= 0
+    if stamped and record["ts"] - record_ts > max_ahead_ms:
+        return Rejected("ts_in_future", f"ts {int(record['ts'])} is {(record['ts'] - record_ts) / 3_600_000:.1f} h "
+                                        f"ahead of the record's timestamp {record_ts} (limit {max_ahead_ms // 1000} s)")
+    derived = f"{topic}/{partition}/{offset}@{record_ts}" if stamped else f"{topic}/{partition}/{offset}"
+    return Interaction.from_dict(record, default_event_id=derived)

@@ -176,7 +176,8 @@ class Worker:
             control = control_kind(msg.headers())
             if control is None:
                 ev = decode_interaction(msg.key(), msg.value(), msg.topic(), partition, offset,
-                                        self.settings.max_event_bytes)
+                                        self.settings.max_event_bytes, msg.timestamp()[1],
+                                        int(self.settings.max_event_ahead_s * 1000))
             elif control == FORGET_USER:
                 ev = decode_forget(msg.key(), msg.value())
             else:

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(500, ge=1, le=100_000)
     batch_timeout_s: float = Field(0.05, gt=0)
     max_event_bytes: int = Field(64 * 1024, ge=256)
+    max_event_ahead_s: float = Field(3600.0, gt=0, description="events whose ts is further ahead of "
+                                     "their Kafka record's timestamp go to the DLQ (ts_in_future)")
     delivery_timeout_s: float = Field(30.0, gt=0, description="a checkpoint waits this long for its outputs")
 
     # Model

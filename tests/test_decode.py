@@ -55,6 +55,20 @@ def test_near_valid_records_never_raise(record, same_key):
     check(key, value)
 
 
+def test_derived_ids_carry_the_record_timestamp_and_future_events_are_refused():
+    value = orjson.dumps({"user_id": "u1", "item_id": "i", "type": "view", "ts": 1_700_000_000_000.0})
+    ev = decode_interaction(b"u1", value, "interactions", 3, 42, record_ts=1_700_000_000_500)
+    assert ev.event_id == "interactions/3/42@1700000000500"  # a recreated topic's offset 42 differs
+    assert ev.ts == 1_700_000_000_000 and type(ev.ts) is int  # 1.0 is a JSON Schema integer
+    ahead = orjson.dumps({"user_id": "u1", "item_id": "i", "type": "view", "ts": 1_700_003_600_001})
+    rejected = decode_interaction(b"u1", ahead, "interactions", 3, 43, record_ts=1_700_000_000_000)
+    assert isinstance(rejected, Rejected) and rejected.code == "ts_in_future"
+    assert "1.0 h ahead of the record's timestamp" in rejected.reason
+    skew = decode_interaction(b"u1", ahead, "interactions", 3, 43, record_ts=1_700_000_000_001)
+    assert isinstance(skew, Interaction)  # exactly the allowed hour ahead
+    assert isinstance(decode_interaction(b"u1", ahead, "interactions", 3, 43, record_ts=-1), Interaction)
+
+
 def test_valid_event_decodes_with_derived_event_id():
     ev = decode_interaction(b"u1", orjson.dumps({"user_id": "u1", "item_id": "i", "type": "skip",
                                                  "ts": 1_700_000_000_000}), "interactions", 3, 42)

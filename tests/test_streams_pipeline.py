@@ -1,6 +1,9 @@
 """End to end on the real embedded broker: events in, recommendations out, bad input to the DLQ."""
 from __future__ import annotations
 
+import re
+import time
+
 import jsonschema
 import orjson
 
@@ -236,3 +239,68 @@ def test_an_unexpected_error_stops_the_worker_without_a_checkpoint(settings_fact
     state = orjson.loads(dump_state(s.state_dir, s.interactions_topic))
     assert set(state["users"]) == {e["user_id"] for e in events}
     assert sum(p for p in state["positions"].values() if p) == len(events)
+
+
+def _bare(user: str, item: str, ts: int, **extra) -> dict:
+    """An event as the README's first example sends it: no event_id."""
+    return {"user_id": user, "item_id": item, "type": "click", "ts": ts, **extra}
+
+
+def test_a_recreated_topic_does_not_repeat_derived_event_ids(settings_factory, worker_factory):
+    """Found by a new user: ids derived from topic/partition/offset repeated after the topic was
+    recreated (offsets restart at 0), so new events were dropped as duplicates."""
+    from confluent_kafka.admin import NewTopic
+
+    from streams.clients import admin
+
+    s = settings_factory(partitions=1)
+    t = int(time.time() * 1000)
+    w = worker_factory(s)
+    wait_until(lambda: assigned(w), what="partition assignment")
+    produce(s, [("bob", _bare("bob", item, t + n)) for n, item in enumerate("abcde")])
+    wait_until(lambda: w.value("reco_events_consumed_total", outcome="applied") == 5, what="first events")
+    w.stop()
+
+    client = admin(s)
+    for f in client.delete_topics([s.interactions_topic]).values():
+        f.result()
+    wait_until(lambda: s.interactions_topic not in client.list_topics(timeout=5).topics, what="topic gone")
+    for f in client.create_topics([NewTopic(s.interactions_topic, 1, 1)]).values():
+        f.result()
+    time.sleep(0.01)  # the new records' timestamps differ from the old ones'
+    produce(s, [("bob", _bare("bob", item, t + 10 + n)) for n, item in enumerate("xyz")])
+
+    # same state dir: bob's derived ids for offsets 0..4 are stored, and position 5 is now out of
+    # range (the new topic ends at 3), so the worker starts again at offset 0
+    again = worker_factory(s)
+    wait_until(lambda: again.value("reco_events_consumed_total", outcome="applied") == 3, timeout=60,
+               what="the recreated topic's events applied, none taken for duplicates")
+    assert again.value("reco_offset_resets_total") == 1
+    assert again.value("reco_events_consumed_total", outcome="duplicate") == 0
+    view = wait_until(lambda: (v := latest_by_key(read_all(s, s.recommendations_topic, idle_s=0.3)))
+                      .get("bob", {}).get("trigger", {}).get("ts") == t + 12 and v, what="bob's newest list")
+    assert re.fullmatch(rf"{s.interactions_topic}/0/2@\d+", view["bob"]["trigger"]["event_id"])
+
+
+def test_an_event_from_the_far_future_is_refused_not_learned(settings_factory, worker_factory):
+    """Found by a new user: one event stamped 2100 moved every decayed model's clock 77 years
+    ahead, and co-visitation and trending learned nothing from the events after it."""
+    s = settings_factory(partitions=1)
+    w = worker_factory(s)
+    wait_until(lambda: assigned(w), what="partition assignment")
+    t = int(time.time() * 1000)
+    events = [_bare(f"s{n}", item, t + n) for n in range(6) for item in ("a", "b")]
+    poison = _bare("zz", "zz-item", 4_102_444_800_000)
+    skewed = _bare("late-clock", "a", t + 30 * 60_000)  # half an hour ahead: clock skew, accepted
+    whole_float = {**_bare("carol", "a", 0), "ts": float(t + 100)}  # JSON Schema's integer admits 1.0
+    produce(s, [(e["user_id"], e) for e in [events[0], poison, *events[1:], skewed, whole_float]])
+    produce(s, [("u", _bare("u", "a", t + 200))])
+    view = wait_until(lambda: (v := latest_by_key(read_all(s, s.recommendations_topic, idle_s=0.3)))
+                      and "u" in v and "carol" in v and v, what="lists after the poison")
+    assert view["u"]["items"][0]["item_id"] in ("a", "b")
+    assert any(i["item_id"] == "b" and i["reason"] == "because you viewed a" for i in view["u"]["items"])
+    dead = read_all(s, s.dlq_topic, idle_s=0.3)
+    assert [dict(m.headers())["dlq.reason.code"] for m in dead] == [b"ts_in_future"]
+    assert b"ahead of the record's timestamp" in dict(dead[0].headers())["dlq.reason"]
+    assert w.value("reco_events_consumed_total", outcome="applied") == len(events) + 3
+    assert "zz" not in view and view["carol"]["trigger"]["ts"] == t + 100
