@@ -4,19 +4,23 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError,
                                TomlConfigSettingsSource)
 
 from online_models.config import Blend, EngineConfig, Variant
 
 
-class VariantSettings(BaseSettings):
-    name: str
-    weight: float = 1.0
+class VariantSettings(BaseModel):
+    """One A/B variant: a plain model (no environment of its own: `EXPLORE=…` must not leak in)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    weight: float = Field(1.0, ge=0, description="share of users (relative to the other variants)")
     recent: float = Blend.recent
     covisit: float = Blend.covisit
     trending: float = Blend.trending
@@ -73,6 +77,17 @@ class Settings(BaseSettings):
     serve_advertised_host: str = Field("127.0.0.1", description="how other `reco serve` processes reach this one")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
+    @field_validator("variants")
+    @classmethod
+    def _distinct_variants(cls, variants: list[VariantSettings]) -> list[VariantSettings]:
+        names = [v.name for v in variants]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"variant names must differ; repeated: {', '.join(twice)}")
+        if variants and not any(v.weight > 0 for v in variants):
+            raise ValueError("at least one variant needs a weight above 0")
+        return variants
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
@@ -126,8 +141,12 @@ def explain(error: Exception) -> str:
         lines = []
         for e in error.errors():
             field = str(e["loc"][0]) if e["loc"] else "?"
+            path = field + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in e["loc"][1:])
             if e["type"] == "extra_forbidden":
-                lines.append(f"{field}: not a setting (a key of the --config file?)")
+                lines.append(f"{path}: not a setting" + (" (a key of the --config file?)" if path == field else ""))
+                continue
+            if path != field:
+                lines.append(f"{path} (in `{field}`, env {ENV_PREFIX}{field.upper()} or the config file): {e['msg']}")
                 continue
             got = e.get("input")
             lines.append(f"{_where(field)}: {e['msg']}" + (f" (got {got!r})" if isinstance(got, (str, int, float)) else ""))
@@ -171,3 +190,5 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         return cls(**{k: v for k, v in overrides.items() if v is not None})
     except (ValidationError, SettingsError) as e:
         raise SettingsProblem(explain(e)) from e
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsProblem(f"{config_file} is not valid TOML: {e}") from e

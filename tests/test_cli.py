@@ -122,6 +122,33 @@ def test_settings_errors_name_the_variable_without_a_traceback(env, says):
     assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("variants, says", [
+    ('[[variants]]\nname = "a"\ncovist = 0.5\n', "variants[0].covist: not a setting"),
+    ('[[variants]]\nname = "a"\nweight = -1\n', "variants[0].weight (in `variants`"),
+    ('[[variants]]\nname = "a"\n[[variants]]\nname = "a"\n', "variant names must differ; repeated: a"),
+    ('[[variants]]\nname = "a"\nweight = 0\n', "at least one variant needs a weight above 0"),
+    ('k = "x\n', "is not valid TOML"),
+])
+def test_bad_config_files_are_explained(tmp_path, variants, says):
+    config = tmp_path / "reco.toml"
+    config.write_text(variants)
+    done = subprocess.run(RECO + ["--config", str(config), "tail", "--timeout", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_variant_blends_come_only_from_the_settings(tmp_path, monkeypatch):
+    """Found by a new user: a variant's fields were read from bare environment variables."""
+    from streams.settings import load_settings
+
+    config = tmp_path / "reco.toml"
+    config.write_text('[[variants]]\nname = "a"\n')
+    monkeypatch.setenv("EXPLORE", "0.9")
+    monkeypatch.setenv("MF", "5")
+    (variant,) = load_settings(config).engine_config().variants
+    assert (variant.blend.explore, variant.blend.mf) == (0.02, 0.05)
+
+
 def test_a_misspelt_setting_is_reported_with_the_right_name(settings_factory):
     s = settings_factory()
     env = {**env_for(s), "RECO_BOOTSTRAP_SERVER": "typo:1", "RECO_COLOUR": "x"}
