@@ -18,11 +18,16 @@ OTTO_TYPES = {"clicks": "click", "carts": "add_to_cart", "orders": "purchase"}
 def detect_format(path: str | Path) -> str:
     path = Path(path)
     with path.open("rb") as f:
-        first = f.readline()
+        first = next((line for line in f if line.strip()), b"")  # blank lines are skipped by every reader
+    if not first:
+        raise ValueError(f"{path}: empty file")
     if first.startswith(b"SessionId"):
         return "yoochoose"
     if first.lstrip().startswith(b"{"):
-        record = orjson.loads(first)
+        try:
+            record = orjson.loads(first)
+        except orjson.JSONDecodeError as e:
+            raise ValueError(f"{path}: the first line is not JSON ({e})") from None
         return "otto" if "events" in record and "session" in record else "jsonl"
     raise ValueError(f"{path}: unrecognised format (expected contract JSONL, YOOCHOOSE TSV or OTTO JSONL)")
 
@@ -32,9 +37,16 @@ def read_yoochoose(path: str | Path) -> list[dict]:
     with Path(path).open(newline="") as f:
         reader = csv.reader(f, delimiter="\t")
         next(reader)
-        for n, (session, item, seconds) in enumerate(reader):
-            ts = int(round(float(seconds) * 1000))
-            events.append({"event_id": f"yc-{n}", "user_id": session, "item_id": item,
+        for line, row in enumerate(reader, 2):
+            if not row:
+                continue
+            try:
+                session, item, seconds = row
+                ts = int(round(float(seconds) * 1000))
+            except ValueError:
+                raise ValueError(f"{path} line {line}: expected SessionId<TAB>ItemId<TAB>Time (seconds), "
+                                 f"got {chr(9).join(row)[:80]!r}") from None
+            events.append({"event_id": f"yc-{len(events)}", "user_id": session, "item_id": item,
                            "type": "click", "ts": ts, "session_id": session})
     return events
 
@@ -42,14 +54,18 @@ def read_yoochoose(path: str | Path) -> list[dict]:
 def read_otto(path: str | Path) -> list[dict]:
     events = []
     with Path(path).open("rb") as f:
-        for line in f:
-            if not line.strip():
+        for line, text in enumerate(f, 1):
+            if not text.strip():
                 continue
-            record = orjson.loads(line)
-            sid = str(record["session"])
-            for n, e in enumerate(record["events"]):
-                events.append({"event_id": f"otto-{sid}-{n}", "user_id": sid, "item_id": str(e["aid"]),
-                               "type": OTTO_TYPES[e["type"]], "ts": int(e["ts"]), "session_id": sid})
+            try:
+                record = orjson.loads(text)
+                sid = str(record["session"])
+                for n, e in enumerate(record["events"]):
+                    events.append({"event_id": f"otto-{sid}-{n}", "user_id": sid, "item_id": str(e["aid"]),
+                                   "type": OTTO_TYPES[e["type"]], "ts": int(e["ts"]), "session_id": sid})
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{path} line {line}: not an OTTO session "
+                                 f'({{"session", "events": [{{"aid", "ts", "type"}}]}}): {type(e).__name__} {e}') from None
     return events
 
 
@@ -76,6 +92,10 @@ def load_events(path: str | Path, fmt: str | None = None, sort: bool = True) -> 
     """Contract event dicts from any supported file; time-ordered (stable) unless sort=False."""
     events = READERS[fmt or detect_format(path)](path)
     if sort:
+        odd = next((e for e in events if not isinstance(e.get("ts", 0), (int, float))), None)
+        if odd is not None:
+            raise ValueError(f"{path}: `ts` must be a number (epoch ms) on every line; found {odd['ts']!r} "
+                             f"(event {odd.get('event_id') or odd.get('user_id')!r})")
         events.sort(key=lambda e: e.get("ts", 0))
     return events
 

@@ -92,7 +92,7 @@ def broker(port: int, host: str):
 def run(ctx: click.Context):
     """Run one engine worker (several share the work through the consumer group)."""
     from .clients import TopologyError
-    from .http import Health, serve
+    from .http import Health, PortInUse, serve
     from .metrics import Metrics
     from .processor import Worker
 
@@ -103,11 +103,8 @@ def run(ctx: click.Context):
     if settings.metrics_port:
         try:
             server = serve(metrics, health, settings.metrics_host, settings.metrics_port)
-        except OSError as e:
-            raise click.ClickException(
-                f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: {e.strerror}; "
-                "choose another port with --metrics-port / RECO_METRICS_PORT, or 0 to switch the "
-                "endpoint off") from None
+        except PortInUse as e:
+            raise click.ClickException(str(e)) from None
         logging.getLogger("reco").info("metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
     worker = Worker(settings, metrics, health)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -218,7 +215,10 @@ def tail(ctx: click.Context, from_beginning: bool, user_id: str | None, as_json:
 @click.option("--duration", type=float, help="stop after this many seconds")
 @click.pass_context
 def demo(ctx: click.Context, rate: float, port: int, data: str | None, limit: int | None, duration: float | None):
-    """Start broker + engine, replay the real Yoochoose sample, show recommendations live."""
+    """Start broker + engine, replay the real Yoochoose sample, show recommendations live.
+
+    The worker's metrics are served on 127.0.0.1 at --metrics-port / RECO_METRICS_PORT
+    (default 9100; 0 picks a free port)."""
     from .demo import run_demo
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`: same clean stop as Ctrl-C
@@ -228,10 +228,12 @@ def demo(ctx: click.Context, rate: float, port: int, data: str | None, limit: in
 
 
 @cli.command()
-@click.option("--events", "n_events", type=int, default=100_000, show_default=True, help="synthetic events per round")
-@click.option("--partitions", "n_partitions", type=int, default=4, show_default=True,
+@click.option("--events", "n_events", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="synthetic events per round")
+@click.option("--partitions", "n_partitions", type=click.IntRange(min=1), default=4, show_default=True,
               help="partitions of the benchmark topic")
-@click.option("--rounds", type=int, default=3, show_default=True, help="bare consumer + worker pairs")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="bare consumer + worker pairs")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def bench(n_events: int, n_partitions: int, rounds: int, as_json: bool):
     """Worker throughput against a bare consumer, same broker, same data, same run."""

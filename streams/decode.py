@@ -49,6 +49,12 @@ def _schema_error(validate, record: object, prefix: str) -> Rejected | None:
     return None
 
 
+def interaction_problem(record: object) -> str | None:
+    """Why a decoded record is not a valid interaction (the worker's `schema` rejection), or None."""
+    rejected = _schema_error(_validate_interaction, record, "schema")
+    return None if rejected is None else rejected.reason
+
+
 def control_kind(headers: list[tuple[str, bytes]] | None) -> bytes | None:
     for name, value in headers or ():
         if name == CONTROL_HEADER:

@@ -20,7 +20,7 @@ from online_models.datasets import load_events
 
 from .broker import EmbeddedBroker, free_port
 from .clients import ensure_topics
-from .http import Health, serve
+from .http import Health, PortInUse, serve
 from .metrics import Metrics
 from .processor import Worker
 from .produce import produce_events
@@ -61,7 +61,10 @@ def run_demo(settings: Settings, port: int, data: Path | None, rate: float, limi
         ensure_topics(settings)
         metrics = Metrics()
         health = Health(metrics)
-        server = serve(metrics, health, "127.0.0.1", settings.metrics_port or free_port())
+        try:
+            server = serve(metrics, health, "127.0.0.1", settings.metrics_port or free_port())
+        except PortInUse as e:
+            raise click.ClickException(str(e)) from None
         worker = Worker(settings, metrics, health)
         stop = threading.Event()
         sent = [0]

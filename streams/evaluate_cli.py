@@ -16,9 +16,9 @@ from online_models.evaluation import BASELINES
 from online_models.evaluation import evaluate as run_evaluation
 
 from .clients import partition_for
+from .decode import interaction_problem
 
-COLUMNS = ("hr@10", "mrr@10", "ndcg@10", "hr@20", "mrr@20", "ndcg@20", "coverage",
-           "intra_list_diversity", "category_diversity", "events_per_s")
+COLUMNS = ("coverage", "intra_list_diversity", "category_diversity", "events_per_s")  # after the @K ones
 
 
 def _split(events: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -56,8 +56,9 @@ def _quarter_lines(name: str, total: int):
 @click.command("evaluate")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-@click.option("--k", "ks", type=int, multiple=True, default=(10, 20), show_default=True,
-              help="cut-offs (repeatable)")
+@click.option("--k", "ks", type=click.IntRange(min=1), multiple=True, default=(10, 20), show_default=True,
+              help="cut-offs (repeatable); the lists are as long as the largest (the global --k / RECO_K "
+                   "is not used here)")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="only the first N events (after time ordering)")
 @click.option("--baseline", "baselines", multiple=True, show_default=True,
               type=click.Choice(BASELINES), default=BASELINES, help="baselines to run (repeatable)")
@@ -82,8 +83,18 @@ def evaluate(ctx: click.Context, file: str, as_json: bool, ks: tuple[int, ...], 
     if unknown:
         raise click.ClickException(f"{file}: unknown event type(s) {', '.join(map(repr, unknown[:5]))}; "
                                    f"known: {', '.join(EVENT_TYPES)}")
+    problems = [(e, why) for e in events if (why := interaction_problem(e)) is not None]
+    if problems:  # what the worker would dead-letter is left out here too
+        first, why = problems[0]
+        click.echo(f"warning: {len(problems)} of {len(events)} events are not valid interactions and are "
+                   f"left out, as the worker would send them to the DLQ; the first "
+                   f"(user {first.get('user_id')!r}, ts {first.get('ts')!r}): {why}", err=True)
+        bad = {id(e) for e, _ in problems}
+        events = [e for e in events if id(e) not in bad]
     if limit:
         events = events[:limit]
+    if not events:
+        raise click.ClickException(f"{file}: no valid interactions to evaluate")
     ks = tuple(sorted(set(ks)))
     console = Console(stderr=True)
     quiet = as_json or len(events) < 5000
@@ -102,7 +113,7 @@ def evaluate(ctx: click.Context, file: str, as_json: bool, ks: tuple[int, ...], 
     if as_json:
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
         return
-    cols = [c for c in COLUMNS if c in report["engine"] or c.split("@")[-1] in map(str, ks)]
+    cols = [f"{metric}@{k}" for k in ks for metric in ("hr", "mrr", "ndcg")] + list(COLUMNS)
     shards = f", {partitions} partitions" if partitions > 1 else ""
     table = Table(title=f"prequential evaluation of {file} ({report['engine']['events']} events{shards})")
     table.add_column("subject")

@@ -64,8 +64,17 @@ def make_app(metrics: Metrics, health: Health):
     return app
 
 
+class PortInUse(RuntimeError):
+    """The metrics endpoint cannot bind; the message says which setting to change."""
+
+
 def serve(metrics: Metrics, health: Health, host: str, port: int) -> WSGIServer:
     """Start serving in a daemon thread; returns the server (server.server_port is the bound port)."""
-    server = make_server(host, port, make_app(metrics, health), _Server, handler_class=_QuietHandler)
+    try:
+        server = make_server(host, port, make_app(metrics, health), _Server, handler_class=_QuietHandler)
+    except OSError as e:
+        raise PortInUse(f"cannot serve metrics on {host}:{port}: {e.strerror}; choose another port with "
+                        "--metrics-port / RECO_METRICS_PORT (0: `reco run` serves none, `reco demo` "
+                        "takes any free one)") from None
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server

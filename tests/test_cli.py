@@ -184,6 +184,10 @@ def test_ports_in_use_are_explained_not_traced(settings_factory):
                                 env={**env_for(s), "RECO_METRICS_HOST": "127.0.0.1"},
                                 capture_output=True, text=True, timeout=60)
         broker = subprocess.run(RECO + ["broker", "--port", str(port)], capture_output=True, text=True, timeout=60)
+        demo = subprocess.run(RECO + ["--metrics-port", str(port), "demo", "--port", str(free_port()),
+                                      "--duration", "1"], capture_output=True, text=True, timeout=60)
+    assert demo.returncode == 1 and "Traceback" not in demo.stderr, demo.stderr[-2000:]
+    assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in demo.stderr
     assert worker.returncode == 1 and "Traceback" not in worker.stderr, worker.stderr[-2000:]
     assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in worker.stderr
     assert "--metrics-port / RECO_METRICS_PORT" in worker.stderr

@@ -175,3 +175,39 @@ def test_bench_evaluate_puts_the_engine_beside_its_per_event_path():
     # the models-off path does all the same per-event work except learning and ranking
     assert run["models_off_events_per_s"] > run["engine_events_per_s"] > 0
     assert run["models_us_per_event"] > 0 and run["ratio"] == report["median_ratio"] < 1
+
+
+def test_cli_file_problems_are_named_not_traced(tmp_path):
+    from streams.cli import cli
+    good = {"user_id": "u", "item_id": "i", "type": "click", "ts": 1_700_000_000_000}
+    cases = {
+        "mixed.jsonl": (b"\n" + orjson.dumps(good) + b"\n" + orjson.dumps({**good, "ts": "1700000000001"}) + b"\n",
+                        "`ts` must be a number (epoch ms) on every line; found '1700000000001'"),
+        "empty.jsonl": (b"", "empty file"),
+        "clicks.tsv": (b"SessionId\tItemId\tTime\n1\t2\t3\n1\t2\tnotatime\n", "clicks.tsv line 3: expected SessionId"),
+    }
+    for name, (content, says) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        result = CliRunner().invoke(cli, ["evaluate", str(path)])
+        assert result.exit_code == 1 and says in result.output and result.exception.__class__ is SystemExit, \
+            (name, result.output)
+    otto = CliRunner().invoke(cli, ["produce", "--format", "otto", str(tmp_path / "mixed.jsonl")])
+    assert otto.exit_code == 1 and "mixed.jsonl line 2: not an OTTO session" in otto.output
+
+
+def test_cli_leaves_out_what_the_worker_would_dead_letter_and_shows_every_cutoff(tmp_path):
+    from streams.cli import cli
+    events = [{"user_id": 42, "item_id": "i", "type": "click", "ts": 1_700_000_000_000}]
+    events += [{"user_id": "u", "item_id": item, "type": "click", "ts": 1_700_000_000_001 + n}
+               for n, item in enumerate("abab")]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in events))
+    result = CliRunner().invoke(cli, ["evaluate", str(path), "--json", "--k", "3", "--k", "50", "--baseline", "covisit"])
+    assert result.exit_code == 0, result.output
+    assert "warning: 1 of 5 events are not valid interactions" in result.stderr
+    assert "data.user_id must be string" in result.stderr
+    report = orjson.loads(result.stdout)
+    assert report["engine"]["events"] == 4 and {"hr@3", "hr@50"} <= set(report["engine"])
+    table = CliRunner().invoke(cli, ["evaluate", str(path), "--k", "3", "--k", "50", "--baseline", "covisit"])
+    assert "hr@50" in table.stdout and "ndcg@3" in table.stdout
