@@ -345,19 +345,27 @@ class Worker:
         log.warning("kafka client: %s", err.str())
 
     def _probe_broker(self) -> None:
-        """Readiness comes back by itself once the broker answers again."""
+        """Readiness comes back by itself once the broker answers again — and the worker stops
+        if the input topic is gone (deleted, or a broker that lost its data): the group would
+        otherwise sit on zero partitions for good while looking healthy."""
+        topic = self.settings.interactions_topic
         try:
-            self._consumer.list_topics(self.settings.interactions_topic, timeout=2)
+            meta = self._consumer.list_topics(topic, timeout=2).topics.get(topic)
         except KafkaException:
             return
-        self.health.set_ready(True)
-        log.info("broker reachable again")
+        if meta is None or not meta.partitions:
+            raise clients.TopologyError(
+                f"input topic {topic} no longer exists on {self.settings.bootstrap_servers} (deleted, or "
+                "the broker lost its data); start the worker again to recreate the topics — its stores "
+                "keep the state, and ids derived for the new records cannot collide with applied ones")
+        if not self.health.ready:
+            self.health.set_ready(True)
+            log.info("broker reachable again")
 
     def _update_gauges(self) -> None:
         self._last_gauges = time.monotonic()
         topic = self.settings.interactions_topic
-        if not self.health.ready:
-            self._probe_broker()
+        self._probe_broker()
         now_ms = time.time() * 1000
         for p, engine in self.shards.items():
             _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)

@@ -304,3 +304,26 @@ def test_an_event_from_the_far_future_is_refused_not_learned(settings_factory, w
     assert b"ahead of the record's timestamp" in dict(dead[0].headers())["dlq.reason"]
     assert w.value("reco_events_consumed_total", outcome="applied") == len(events) + 3
     assert "zz" not in view and view["carol"]["trigger"]["ts"] == t + 100
+
+
+def test_a_broker_that_comes_back_empty_stops_the_worker_with_the_fix(settings_factory, worker_factory, tmp_path):
+    """Found by a new user: after the embedded broker restarted empty (memory only), the worker
+    sat on zero partitions for good while /readyz said ready."""
+    from streams.broker import EmbeddedBroker, free_port
+
+    port = free_port()
+    first = EmbeddedBroker(port).start()
+    try:
+        s = settings_factory(partitions=1, bootstrap_servers=first.bootstrap)
+        w = worker_factory(s)
+        wait_until(lambda: assigned(w), what="partition assignment")
+        produce(s, [("bob", _bare("bob", "a", int(time.time() * 1000)))])
+        wait_until(lambda: w.value("reco_events_consumed_total", outcome="applied") == 1, what="an event applied")
+        first.stop()
+        wait_until(lambda: w.value("reco_ready") == 0, timeout=30, what="not ready while the broker is away")
+        with EmbeddedBroker(port):  # back, but with no topics at all
+            wait_until(lambda: not w.thread.is_alive(), timeout=60, what="the worker to stop")
+    finally:
+        first.stop()
+    assert "input topic" in str(w.error) and "no longer exists" in str(w.error), w.error
+    assert "start the worker again to recreate the topics" in str(w.error)
