@@ -85,6 +85,17 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return out
 
 
+def is_item_record(record: dict) -> bool:
+    """Contract JSONL may interleave catalogue records (`item_id` and no `type`) with interactions."""
+    return "type" not in record and "item_id" in record
+
+
+def split_items(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(interactions, catalogue records), each in file order."""
+    items = [r for r in records if is_item_record(r)]
+    return [r for r in records if not is_item_record(r)], items
+
+
 READERS = {"yoochoose": read_yoochoose, "otto": read_otto, "jsonl": read_jsonl}
 
 

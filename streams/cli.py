@@ -151,13 +151,16 @@ def forget(ctx: click.Context, user_id: str):
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--rate", type=float, help="events per second (default: as fast as possible)")
-@click.option("--limit", type=click.IntRange(min=1), help="send only the first N events")
+@click.option("--limit", type=click.IntRange(min=1), help="send only the first N records (after time ordering)")
 @click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "yoochoose", "otto"]), default="auto",
               show_default=True)
 @click.option("--retime", is_flag=True, help="stamp each event with the current time")
 @click.pass_context
 def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None, fmt: str, retime: bool):
-    """Send events from FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL) to the interactions topic."""
+    """Send events from FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL) to the interactions topic.
+
+    Events go out in time order (`ts`). Catalogue records in a contract JSONL file (lines with
+    `item_id` and no `type`, schemas/item.v1.json) go to the items topic, before the events."""
     from rich.progress import Progress
 
     from online_models.datasets import load_events

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from online_models.datasets import load_events
+from online_models.datasets import load_events, split_items
 from online_models.events import EVENT_TYPES
 from online_models.evaluation import BASELINES
 from online_models.evaluation import evaluate as run_evaluation
@@ -19,12 +19,6 @@ from .clients import partition_for
 from .decode import interaction_problem
 
 COLUMNS = ("coverage", "intra_list_diversity", "category_diversity", "events_per_s")  # after the @K ones
-
-
-def _split(events: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Contract JSONL may interleave item records (`item_id` without `type`) with interactions."""
-    items = [e for e in events if "type" not in e and "item_id" in e]
-    return [e for e in events if "type" in e], items
 
 
 def _engine_config(ctx: click.Context):
@@ -76,7 +70,7 @@ def evaluate(ctx: click.Context, file: str, as_json: bool, ks: tuple[int, ...], 
     configured, each variant's users also get their own row."""
     config = _engine_config(ctx)
     try:
-        events, items = _split(load_events(file))
+        events, items = split_items(load_events(file))
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     unknown = sorted({e["type"] for e in events} - set(EVENT_TYPES), key=str)

@@ -1,10 +1,13 @@
-"""Send contract events (from JSONL, YOOCHOOSE or OTTO files) to the interactions topic."""
+"""Send contract events (from JSONL, YOOCHOOSE or OTTO files) to the interactions topic, and the
+catalogue records a contract JSONL file may carry to the items topic."""
 from __future__ import annotations
 
 import time
 from typing import Callable, Iterable
 
 import orjson
+
+from online_models.datasets import is_item_record
 
 from . import clients
 from .settings import Settings
@@ -29,8 +32,9 @@ class RateLimiter:
 def produce_events(settings: Settings, events: Iterable[dict], rate: float | None = None,
                    retime: bool = False, on_sent: Callable[[dict], None] | None = None,
                    should_stop: Callable[[], bool] | None = None) -> int:
-    """Produce events keyed by user id; `retime` stamps each with the current time (demo).
-    Returns the number delivered; raises if any delivery failed."""
+    """Produce events keyed by user id (catalogue records: to the items topic, keyed by item id);
+    `retime` stamps each event with the current time (demo). Returns the number delivered;
+    raises if any delivery failed."""
     producer = clients.producer(settings)
     failures: list[str] = []
 
@@ -43,12 +47,16 @@ def produce_events(settings: Settings, events: Iterable[dict], rate: float | Non
     for event in events:
         if should_stop and should_stop():
             break
-        if retime:
-            event = {**event, "ts": int(time.time() * 1000)}
+        if is_item_record(event):
+            topic, key = settings.items_topic, str(event["item_id"])
+        else:
+            user = event.get("user_id")  # invalid events are sent as they are: the worker dead-letters them
+            topic, key = settings.interactions_topic, None if user is None else str(user)
+            if retime:
+                event = {**event, "ts": int(time.time() * 1000)}
         while True:
             try:
-                producer.produce(settings.interactions_topic, key=str(event["user_id"]),
-                                 value=orjson.dumps(event), on_delivery=delivered)
+                producer.produce(topic, key=key, value=orjson.dumps(event), on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.1)

@@ -89,6 +89,25 @@ def test_produce_reads_public_formats(settings_factory):
     assert all(m.key().decode() == orjson.loads(m.value())["user_id"] for m in msgs)
 
 
+def test_produce_sends_catalogue_records_to_the_items_topic(settings_factory, tmp_path):
+    s = settings_factory()
+    records = [{"user_id": "u1", "item_id": "shoe-1", "type": "view", "ts": 1_700_000_000_000},
+               {"item_id": "shoe-1", "category": "shoes", "tags": ["red"]},
+               {"user_id": "u2", "item_id": "hat-1", "type": "click", "ts": 1_700_000_000_001},
+               {"item_id": "hat-1", "category": "hats", "available": False}]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in records))
+    done = subprocess.run(RECO + ["produce", str(path)], env=env_for(s), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    items = {m.key().decode(): orjson.loads(m.value()) for m in read_all(s, s.items_topic, idle_s=0.3)}
+    events = [orjson.loads(m.value()) for m in read_all(s, s.interactions_topic, idle_s=0.3)]
+    assert items == {"shoe-1": records[1], "hat-1": records[3]}
+    assert sorted(e["user_id"] for e in events) == ["u1", "u2"]
+    item_schema = load_schema("item")
+    for value in items.values():
+        jsonschema.validate(value, item_schema)
+
+
 def test_settings_precedence_file_env_flag(tmp_path, monkeypatch):
     from streams.settings import load_settings
 
