@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -174,15 +175,23 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     ensure_topics(settings)
+    interrupted = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: interrupted.set())  # Ctrl-C: stop sending, deliver the rest
     with Progress(transient=False) as progress:
         task = progress.add_task(f"producing {len(events)} events", total=len(events))
         sent = produce_events(settings, events, rate=rate, retime=retime,
-                              on_sent=lambda _: progress.advance(task))
+                              on_sent=lambda _: progress.advance(task), should_stop=interrupted.is_set)
+    if interrupted.is_set():
+        click.echo(f"interrupted: sent {sent} of {len(events)} events to {settings.interactions_topic} "
+                   f"on {settings.bootstrap_servers}")
+        return
     click.echo(f"sent {sent} events to {settings.interactions_topic} on {settings.bootstrap_servers}")
 
 
 @cli.command()
-@click.option("--from-beginning", is_flag=True, help="replay the current lists first")
+@click.option("--from-beginning", is_flag=True,
+              help="first replay every update still in the topic (compaction keeps at least each "
+                   "user's latest; older ones may include users forgotten since)")
 @click.option("--user", "user_id", help="only this user")
 @click.option("--json", "as_json", is_flag=True, help="print raw JSON values")
 @click.option("--timeout", type=float, help="stop after this many seconds")

@@ -147,5 +147,5 @@ def run_demo(settings: Settings, port: int, data: Path | None, rate: float, limi
             for t in threads:
                 t.join(timeout=15)
             server.shutdown()
-        click.echo(f"\nstopped: sent {sent[0]} events, applied "
+        click.echo(f"\nstopped: sent {sent[0]:,} events, applied "
                    f"{_counter(metrics, 'reco_events_consumed_total', outcome='applied'):,.0f}")

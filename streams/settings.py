@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
-    kafka_extra: dict[str, str] = Field(default_factory=dict, description="extra librdkafka settings")
+    kafka_extra: dict[str, str | bool | int | float] = Field(default_factory=dict,
+                                                            description="extra librdkafka settings")
 
     # Processing
     state_dir: Path = Path("./state")

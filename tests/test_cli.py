@@ -108,6 +108,27 @@ def test_produce_sends_catalogue_records_to_the_items_topic(settings_factory, tm
         jsonschema.validate(value, item_schema)
 
 
+def test_ctrl_c_stops_produce_after_delivering_what_it_sent(settings_factory):
+    import re
+    import time
+
+    s = settings_factory()
+    proc = subprocess.Popen(RECO + ["produce", str(DATA / "yoochoose-sample" / "clicks.tsv"), "--rate", "100",
+                                    "--limit", "5000"], env=env_for(s), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    match = re.search(r"interrupted: sent (\d+) of 5000 events", out)
+    assert match and 0 < int(match.group(1)) < 5000, out
+    assert len(read_all(s, s.interactions_topic, idle_s=0.3)) == int(match.group(1))
+
+
 def test_settings_precedence_file_env_flag(tmp_path, monkeypatch):
     from streams.settings import load_settings
 
@@ -115,9 +136,11 @@ def test_settings_precedence_file_env_flag(tmp_path, monkeypatch):
     cfg.write_text('k = 5\ngroup_id = "from-file"\nbatch_size = 42\n')
     monkeypatch.setenv("RECO_GROUP_ID", "from-env")
     monkeypatch.setenv("RECO_SASL_PASSWORD", "s3cret")
+    monkeypatch.setenv("RECO_KAFKA_EXTRA", '{"client.rack": "a", "socket.keepalive.enable": true, "retries": 3}')
     s = load_settings(cfg, k=9, batch_size=None)
     assert (s.k, s.group_id, s.batch_size) == (9, "from-env", 42)
     assert s.kafka_common()["sasl.password"] == "s3cret"
+    assert s.kafka_common()["retries"] == 3 and s.kafka_common()["socket.keepalive.enable"] is True
     assert "s3cret" not in repr(s)
     with pytest.raises(Exception):
         load_settings(cfg, k=0)
