@@ -27,8 +27,24 @@ def _settings(ctx: click.Context, **overrides) -> Settings:
     return settings
 
 
+class _RecoCommand(click.Command):
+    """A global option given after the command is explained, not just refused."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as e:
+            root = ctx.find_root().command
+            if any(e.option_name in p.opts for p in root.params):
+                e.message += (f" here; {e.option_name} is a global option: put it before the command "
+                              f"(reco {e.option_name} VALUE {ctx.info_name} …)")
+            raise
+
+
 class _Reco(click.Group):
     """Kafka errors end a command with one line that says where it looked, not a traceback."""
+
+    command_class = _RecoCommand
 
     def invoke(self, ctx: click.Context):
         from confluent_kafka import KafkaException

@@ -133,7 +133,7 @@ class SettingsProblem(ValueError):
 
 
 def _where(field: str) -> str:
-    return f"{field} (env {ENV_PREFIX}{field.upper()}, config key `{field}`)"
+    return f"{field} (from its flag, env {ENV_PREFIX}{field.upper()} or config key `{field}`)"
 
 
 def explain(error: Exception) -> str:

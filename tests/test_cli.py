@@ -149,13 +149,13 @@ def test_settings_precedence_file_env_flag(tmp_path, monkeypatch):
 def test_bad_settings_give_a_clear_error(tmp_path):
     done = subprocess.run(RECO + ["--k", "0", "tail", "--timeout", "1"], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
-    assert "invalid settings: k (env RECO_K" in done.stderr and "greater than or equal to 1" in done.stderr
+    assert "invalid settings: k (from its flag, env RECO_K" in done.stderr and "greater than or equal to 1" in done.stderr
 
 
 @pytest.mark.parametrize("env, says", [
-    ({"RECO_LOG_LEVEL": "loud"}, "log_level (env RECO_LOG_LEVEL, config key `log_level`): Input should be 'DEBUG'"),
+    ({"RECO_LOG_LEVEL": "loud"}, "log_level (from its flag, env RECO_LOG_LEVEL or config key `log_level`): Input should be 'DEBUG'"),
     ({"RECO_KAFKA_EXTRA": "acks=all"}, "RECO_KAFKA_EXTRA must be JSON, e.g."),
-    ({"RECO_PARTITIONS": "many"}, "partitions (env RECO_PARTITIONS"),
+    ({"RECO_PARTITIONS": "many"}, "partitions (from its flag, env RECO_PARTITIONS"),
 ])
 def test_settings_errors_name_the_variable_without_a_traceback(env, says):
     done = subprocess.run(RECO + ["tail", "--timeout", "1"], env={**os.environ, **env},
@@ -189,6 +189,12 @@ def test_variant_blends_come_only_from_the_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("MF", "5")
     (variant,) = load_settings(config).engine_config().variants
     assert (variant.blend.explore, variant.blend.mf) == (0.02, 0.05)
+
+
+def test_a_global_option_after_the_command_is_explained():
+    done = subprocess.run(RECO + ["run", "--bootstrap-servers", "x:1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--bootstrap-servers is a global option: put it before the command" in done.stderr
 
 
 def test_a_misspelt_setting_is_reported_with_the_right_name(settings_factory):
