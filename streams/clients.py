@@ -109,6 +109,13 @@ def ensure_topics(settings: Settings, timeout: float = 15.0) -> list[str]:
     client = admin(settings)
     existing = client.list_topics(timeout=timeout).topics
     inputs = existing.get(settings.interactions_topic)
+    changelog = existing.get(settings.changelog_topic)
+    if inputs is None and changelog is not None and len(changelog.partitions) < settings.partitions:
+        raise TopologyError(  # refuse before creating anything that would then not fit
+            f"changelog topic {settings.changelog_topic} has {len(changelog.partitions)} partitions, so "
+            f"{settings.interactions_topic} cannot be created with {settings.partitions}: set "
+            f"RECO_PARTITIONS={len(changelog.partitions)}, or use a changelog topic (cleanup.policy=compact) "
+            f"with {settings.partitions} partitions")
 
     def partitions(name: str) -> int:
         if name == settings.changelog_topic and inputs is not None and inputs.partitions:

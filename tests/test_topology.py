@@ -52,6 +52,21 @@ def test_changelog_with_too_few_partitions_stops_the_worker_with_a_fix(settings_
     assert "has 2 partitions" in proc.stderr and "with 3 partitions" in proc.stderr, proc.stderr[-2000:]
 
 
+def test_a_changelog_too_small_for_the_input_to_create_creates_nothing(settings_factory):
+    import pytest
+
+    from streams.clients import TopologyError
+
+    s = settings_factory(partitions=3)
+    client = admin(s)
+    for f in client.create_topics([NewTopic(s.changelog_topic, num_partitions=2, replication_factor=1,
+                                            config={"cleanup.policy": "compact"})]).values():
+        f.result()
+    with pytest.raises(TopologyError, match="set RECO_PARTITIONS=2"):
+        ensure_topics(s)
+    assert s.interactions_topic not in client.list_topics(timeout=10).topics
+
+
 def test_a_restore_cut_short_is_redone_from_scratch(tmp_path):
     store = PartitionStore(tmp_path / "p0")
     assert store.needs_restore()
