@@ -2,9 +2,10 @@
 same per-event path with the models switched off, measured in the same run (this machine is
 noisy: only the ratio and the per-event difference are comparable).
 
-"Models off" keeps everything around them: event decoding, the user state (idempotency check,
-history), variant assignment, publishing a 20-item list with reasons, checkpoints and the
-evaluation's bookkeeping; it learns nothing and ranks a fixed list. Its rate is the ceiling any
+"Models off" keeps everything around them: the event dict turned into an Interaction, the user
+state (idempotency check, history), variant assignment, publishing a 20-item list, checkpoints
+and the evaluation's bookkeeping; it learns nothing and publishes a fixed list (no candidates,
+no reasons to build). No JSON decoding or schema check: `reco evaluate` has none either. Its rate is the ceiling any
 engine with this per-event path can reach, whatever its models cost (docs/decisions/0012).
 """
 from __future__ import annotations

@@ -19,8 +19,9 @@ def _settings(ctx: click.Context, **overrides) -> Settings:
     merged = {**{k: v for k, v in root.items() if k != "config"}, **overrides}
     for warning in unknown_env():
         click.echo(f"warning: {warning}", err=True)
+    flagged = {name for name in root if name != "config"}  # the settings with a global flag
     try:
-        settings = load_settings(root.get("config"), **merged)
+        settings = load_settings(root.get("config"), flagged=flagged, **merged)
     except (SettingsProblem, FileNotFoundError) as e:
         raise click.UsageError(f"invalid settings: {e}") from None
     ctx.find_root().meta["reco.settings"] = settings  # for the Kafka error message below
@@ -42,20 +43,27 @@ class _RecoCommand(click.Command):
 
 
 class _Reco(click.Group):
-    """Kafka errors end a command with one line that says where it looked, not a traceback."""
+    """Failing to reach Kafka ends a command with one line that says where it looked, not a
+    traceback (other Kafka errors keep theirs)."""
 
     command_class = _RecoCommand
 
     def invoke(self, ctx: click.Context):
-        from confluent_kafka import KafkaException
+        from confluent_kafka import KafkaError, KafkaException
 
+        reach = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
+                 KafkaError._RESOLVE, KafkaError._AUTHENTICATION, KafkaError._SSL,
+                 KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                 KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED}
         try:
             return super().invoke(ctx)
         except KafkaException as e:
+            error = e.args[0] if e.args else None
+            if not isinstance(error, KafkaError) or error.code() not in reach:
+                raise  # not about reaching Kafka: keep the traceback, it is a bug to report
             settings = ctx.meta.get("reco.settings")
             where = f" at {settings.bootstrap_servers}" if settings else ""
-            error = e.args[0] if e.args else e
-            text = error.str() if hasattr(error, "str") else str(error)
+            text = error.str()
             raise click.ClickException(
                 f"Kafka{where}: {text} (bootstrap servers: --bootstrap-servers / RECO_BOOTSTRAP_SERVERS; "
                 "credentials: RECO_SECURITY_PROTOCOL, RECO_SASL_*)") from None
@@ -192,7 +200,11 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
         raise click.ClickException(str(e)) from None
     ensure_topics(settings)
     interrupted = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: interrupted.set())  # Ctrl-C: stop sending, deliver the rest
+
+    def on_ctrl_c(*_):  # the first Ctrl-C stops sending and delivers what was sent; a second aborts
+        interrupted.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, on_ctrl_c)
     with Progress(transient=False) as progress:
         task = progress.add_task(f"producing {len(events)} events", total=len(events))
         sent = produce_events(settings, events, rate=rate, retime=retime,
@@ -297,13 +309,11 @@ def _print_rounds(result: dict, as_json: bool, title: str, line, summary: str) -
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def bench_evaluate(file: str, limit: int, rounds: int, as_json: bool):
     """Evaluation throughput: the engine beside its own per-event path with the models off."""
-    from online_models.datasets import load_events
     from online_models.throughput import measure
 
-    try:
-        events = [e for e in load_events(file) if "type" in e][:limit]
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    from .evaluate_cli import load_interactions
+
+    events, _ = load_interactions(file, limit)
     _print_rounds(measure(events, rounds), as_json, f"{len(events):,} events of {file}, prequential, one process",
                   lambda r: (f"models off {r['models_off_events_per_s']:>7,} ev/s ({r['path_us_per_event']} µs/event)"
                              f"   engine {r['engine_events_per_s']:>6,} ev/s   ratio {r['ratio']:.3f}   "

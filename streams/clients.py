@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -25,16 +26,17 @@ class _FirstOfEachMessage(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
+        key = re.sub(r"\d+", "#", text)  # "after 0ms", "3 identical error(s) suppressed": same message
         now = time.monotonic()
-        shown, repeats = self._last.get(text, (None, 0))
+        shown, repeats = self._last.get(key, (None, 0))
         if shown is not None and now - shown < self.every_s:
-            self._last[text] = (shown, repeats + 1)
+            self._last[key] = (shown, repeats + 1)
             return False
         if len(self._last) > 1000:  # bounded: messages carry broker names, not unbounded ids
             self._last.clear()
-        self._last[text] = (now, 0)
+        self._last[key] = (now, 0)
         if repeats:
-            record.msg, record.args = f"%s (repeated {repeats} times in the last {self.every_s:.0f}s)", (text,)
+            record.msg, record.args = "%s (and %d more like it since it was last shown)", (text, repeats)
         return True
 
 
@@ -62,7 +64,8 @@ def producer(settings: Settings, **overrides: Any) -> Producer:
 
 def partition_for(key: str, partitions: int) -> int:
     """The partition the producer above (and Java clients, Kafka Streams, faust) puts a record
-    keyed `key` in, out of `partitions`: Kafka's murmur2 of the key bytes."""
+    keyed `key` in, out of `partitions`: Kafka's murmur2 of the key bytes (unless RECO_KAFKA_EXTRA
+    sets another `partitioner`)."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 

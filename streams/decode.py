@@ -11,6 +11,7 @@ from online_models.events import Interaction
 from .schemas import validator
 
 
+PLAUSIBLE_RECORD_TS = 946_684_800_000  # 2000-01-01 in ms, the schema's lower bound for `ts`
 CONTROL_HEADER = "reco.control"   # on `interactions`: the record is a control marker, not an event
 FORGET_USER = b"forget_user"
 
@@ -85,7 +86,8 @@ def decode_interaction(key: bytes | None, value: bytes | None, topic: str, parti
     a derived event id — `topic/partition/offset@record_ts` — so a recreated topic whose offsets
     start again at 0 does not repeat the ids of events already applied; and an event more than
     `max_ahead_ms` ahead of it is refused: its time would move every decayed model's clock forward
-    and silence all the events after it. Both depend on the record only, so replays agree."""
+    and silence all the events after it (checked only against a plausible record timestamp, one
+    after 2000-01-01 in ms). Both depend on the record only, so replays agree."""
     if value is None:
         return Rejected("not_an_object", "value is null")
     if len(value) > max_bytes:
@@ -109,7 +111,8 @@ def decode_interaction(key: bytes | None, value: bytes | None, topic: str, parti
     if record["user_id"] != text_key:
         return Rejected("key_mismatch", "key does not match user_id (partitioning must be by user)")
     stamped = record_ts is not None and record_ts >= 0
-    if stamped and record["ts"] - record_ts > max_ahead_ms:
+    plausible = stamped and record_ts >= PLAUSIBLE_RECORD_TS  # not a producer that stamps 0 or seconds
+    if plausible and record["ts"] - record_ts > max_ahead_ms:
         return Rejected("ts_in_future", f"ts {int(record['ts'])} is {(record['ts'] - record_ts) / 3_600_000:.1f} h "
                                         f"ahead of the record's timestamp {record_ts} (limit {max_ahead_ms // 1000} s)")
     derived = f"{topic}/{partition}/{offset}@{record_ts}" if stamped else f"{topic}/{partition}/{offset}"

@@ -35,6 +35,32 @@ def _engine_config(ctx: click.Context):
         raise click.UsageError(f"invalid settings: {e}") from None
 
 
+def load_interactions(file: str, limit: int | None = None) -> tuple[list[dict], list[dict]]:
+    """(interactions, catalogue records) of FILE, time-ordered, for an offline replay: unknown
+    event types stop here with the known ones; what the worker would dead-letter is left out
+    with a warning; `limit` keeps the first N interactions."""
+    try:
+        events, items = split_items(load_events(file))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    unknown = sorted({t for e in events if isinstance(t := e.get("type"), str)} - set(EVENT_TYPES))
+    if unknown:
+        raise click.ClickException(f"{file}: unknown event type(s) {', '.join(map(repr, unknown[:5]))}; "
+                                   f"known: {', '.join(EVENT_TYPES)}")
+    problems = [(e, why) for e in events if (why := interaction_problem(e)) is not None]
+    if problems:
+        first, why = problems[0]
+        click.echo(f"warning: {len(problems)} of {len(events)} events are not valid interactions and are "
+                   f"left out, as the worker would send them to the DLQ; the first "
+                   f"(user {first.get('user_id')!r}, ts {first.get('ts')!r}): {why}", err=True)
+        bad = {id(e) for e, _ in problems}
+        events = [e for e in events if id(e) not in bad]
+    events = events[:limit] if limit else events
+    if not events:
+        raise click.ClickException(f"{file}: no valid interactions to evaluate")
+    return events, items
+
+
 def _quarter_lines(name: str, total: int):
     """Progress for a log or a pipe: a line per subject at each quarter of the events."""
     done, step = [0], max(total // 4, 1)
@@ -69,26 +95,7 @@ def evaluate(ctx: click.Context, file: str, as_json: bool, ks: tuple[int, ...], 
     The engine is the configured one (--config, RECO_* variables); with several A/B variants
     configured, each variant's users also get their own row."""
     config = _engine_config(ctx)
-    try:
-        events, items = split_items(load_events(file))
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    unknown = sorted({e["type"] for e in events} - set(EVENT_TYPES), key=str)
-    if unknown:
-        raise click.ClickException(f"{file}: unknown event type(s) {', '.join(map(repr, unknown[:5]))}; "
-                                   f"known: {', '.join(EVENT_TYPES)}")
-    problems = [(e, why) for e in events if (why := interaction_problem(e)) is not None]
-    if problems:  # what the worker would dead-letter is left out here too
-        first, why = problems[0]
-        click.echo(f"warning: {len(problems)} of {len(events)} events are not valid interactions and are "
-                   f"left out, as the worker would send them to the DLQ; the first "
-                   f"(user {first.get('user_id')!r}, ts {first.get('ts')!r}): {why}", err=True)
-        bad = {id(e) for e, _ in problems}
-        events = [e for e in events if id(e) not in bad]
-    if limit:
-        events = events[:limit]
-    if not events:
-        raise click.ClickException(f"{file}: no valid interactions to evaluate")
+    events, items = load_interactions(file, limit)
     ks = tuple(sorted(set(ks)))
     console = Console(stderr=True)
     quiet = as_json or len(events) < 5000

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, Message,
+                             TopicPartition)
 
 from online_models.catalog import Catalog
 from online_models.engine import Engine
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0
 GAUGE_INTERVAL_S = 5.0
+TOPIC_GONE_AFTER_S = 20.0  # the input topic unknown to the broker this long: deleted, not a blip
 
 
 class RestoreInterrupted(Exception):
@@ -57,6 +59,8 @@ class Worker:
         self._catalog_feed: CatalogFeed | None = None
         self._last_checkpoint = time.monotonic()
         self._last_gauges = 0.0
+        self._outage = False                      # set by a client error, cleared by a good probe
+        self._topic_missing_since: float | None = None
         self.fatal: BaseException | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -175,8 +179,10 @@ class Worker:
             self.next_offset[partition] = self.uncheckpointed[partition] = offset + 1
             control = control_kind(msg.headers())
             if control is None:
+                ts_type, record_ts = msg.timestamp()
                 ev = decode_interaction(msg.key(), msg.value(), msg.topic(), partition, offset,
-                                        self.settings.max_event_bytes, msg.timestamp()[1],
+                                        self.settings.max_event_bytes,
+                                        None if ts_type == TIMESTAMP_NOT_AVAILABLE else record_ts,
                                         int(self.settings.max_event_ahead_s * 1000))
             elif control == FORGET_USER:
                 ev = decode_forget(msg.key(), msg.value())
@@ -341,26 +347,39 @@ class Worker:
     # -- observability --------------------------------------------------------------------
     def _on_client_error(self, err: KafkaError) -> None:
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self._outage = True
             self.health.set_ready(False, f"broker unreachable: {err.str()}")
         log.warning("kafka client: %s", err.str())
 
     def _probe_broker(self) -> None:
         """Readiness comes back by itself once the broker answers again — and the worker stops
-        if the input topic is gone (deleted, or a broker that lost its data): the group would
-        otherwise sit on zero partitions for good while looking healthy."""
+        if the broker keeps saying the input topic does not exist (deleted, or a broker that lost
+        its data): the group would otherwise sit on zero partitions for good, looking healthy.
+        Only that answer counts, and only when it persists: a stale metadata cache, a missing
+        leader or an authorisation error never stops the worker."""
         topic = self.settings.interactions_topic
         try:
             meta = self._consumer.list_topics(topic, timeout=2).topics.get(topic)
         except KafkaException:
             return
-        if meta is None or not meta.partitions:
+        unknown = meta is None or (meta.error is not None
+                                   and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART)
+        now = time.monotonic()
+        if not unknown:
+            self._topic_missing_since = None
+        elif self._topic_missing_since is None:
+            self._topic_missing_since = now
+        elif now - self._topic_missing_since >= TOPIC_GONE_AFTER_S:
             raise clients.TopologyError(
-                f"input topic {topic} no longer exists on {self.settings.bootstrap_servers} (deleted, or "
-                "the broker lost its data); start the worker again to recreate the topics — its stores "
-                "keep the state, and ids derived for the new records cannot collide with applied ones")
-        if not self.health.ready:
-            self.health.set_ready(True)
+                f"input topic {topic} has not existed on {self.settings.bootstrap_servers} for "
+                f"{TOPIC_GONE_AFTER_S:.0f} s (deleted, or the broker lost its data); start the worker again "
+                "to recreate the topics — its stores keep the state")
+        if unknown or self.health.ready or not (self._outage or self.shards):
+            return  # (before the first assignment, readiness is the assignment's to give)
+        if self._outage:
             log.info("broker reachable again")
+        self._outage = False
+        self.health.set_ready(True)
 
     def _update_gauges(self) -> None:
         self._last_gauges = time.monotonic()

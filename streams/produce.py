@@ -33,19 +33,24 @@ def produce_events(settings: Settings, events: Iterable[dict], rate: float | Non
                    retime: bool = False, on_sent: Callable[[dict], None] | None = None,
                    should_stop: Callable[[], bool] | None = None) -> int:
     """Produce events keyed by user id (catalogue records: to the items topic, keyed by item id);
-    `retime` stamps each event with the current time (demo). Returns the number delivered;
-    raises if any delivery failed."""
+    `retime` stamps each event with the current time (demo). Returns the number delivered
+    (confirmed by the broker); raises if any delivery failed. `should_stop` ends the sending early,
+    also while waiting for room in the local queue."""
     producer = clients.producer(settings)
     failures: list[str] = []
+    done = [0]
 
     def delivered(err, msg):
         if err is not None:
             failures.append(err.str())
+        else:
+            done[0] += 1
 
+    stopped = should_stop or (lambda: False)
     limiter = RateLimiter(rate)
     sent = 0
     for event in events:
-        if should_stop and should_stop():
+        if stopped():
             break
         if is_item_record(event):
             topic, key = settings.items_topic, str(event["item_id"])
@@ -58,14 +63,19 @@ def produce_events(settings: Settings, events: Iterable[dict], rate: float | Non
             try:
                 producer.produce(topic, key=key, value=orjson.dumps(event), on_delivery=delivered)
                 break
-            except BufferError:
+            except BufferError:  # the local queue is full (a slow or absent broker)
+                if stopped():
+                    break
                 producer.poll(0.1)
+        if stopped():
+            break
         producer.poll(0)
         sent += 1
         if on_sent:
             on_sent(event)
         limiter.wait()
-    producer.flush(30)
-    if failures:
-        raise RuntimeError(f"{len(failures)} of {sent} events were not delivered: {failures[0]}")
-    return sent
+    undelivered = producer.flush(settings.delivery_timeout_s)
+    if failures or undelivered:
+        raise RuntimeError(f"{len(failures) + undelivered} of {sent} records were not delivered"
+                           + (f": {failures[0]}" if failures else f" within {settings.delivery_timeout_s:g} s"))
+    return done[0]

@@ -6,7 +6,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Collection, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError,
@@ -132,11 +132,12 @@ class SettingsProblem(ValueError):
     """Settings that cannot be used, explained in terms of where they are set."""
 
 
-def _where(field: str) -> str:
-    return f"{field} (from its flag, env {ENV_PREFIX}{field.upper()} or config key `{field}`)"
+def _where(field: str, flagged: Collection[str]) -> str:
+    flag = f"--{field.replace('_', '-')}, " if field in flagged else ""
+    return f"{field} (from {flag}env {ENV_PREFIX}{field.upper()} or config key `{field}`)"
 
 
-def explain(error: Exception) -> str:
+def explain(error: Exception, flagged: Collection[str] = ()) -> str:
     """One line per problem, naming the environment variable, the flag and the config key."""
     if isinstance(error, ValidationError):
         lines = []
@@ -150,7 +151,7 @@ def explain(error: Exception) -> str:
                 lines.append(f"{path} (in `{field}`, env {ENV_PREFIX}{field.upper()} or the config file): {e['msg']}")
                 continue
             got = e.get("input")
-            lines.append(f"{_where(field)}: {e['msg']}" + (f" (got {got!r})" if isinstance(got, (str, int, float)) else ""))
+            lines.append(f"{_where(field, flagged)}: {e['msg']}" + (f" (got {got!r})" if isinstance(got, (str, int, float)) else ""))
         return "; ".join(lines)
     if isinstance(error, SettingsError):
         m = re.search(r'field "(\w+)"', str(error))
@@ -175,9 +176,10 @@ def unknown_env(environ: dict[str, str] | None = None) -> list[str]:
     return out
 
 
-def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+def load_settings(config_file: str | Path | None = None, flagged: Collection[str] = (), **overrides: Any) -> Settings:
     """Settings from defaults, an optional TOML file, RECO_* env vars and explicit overrides
-    (CLI flags); None-valued overrides are ignored so unset flags do not mask env vars."""
+    (CLI flags); None-valued overrides are ignored so unset flags do not mask env vars.
+    `flagged`: the settings that have a flag, for error messages."""
     cls = Settings
     if config_file:
         path = Path(config_file)
@@ -190,6 +192,6 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     try:
         return cls(**{k: v for k, v in overrides.items() if v is not None})
     except (ValidationError, SettingsError) as e:
-        raise SettingsProblem(explain(e)) from e
+        raise SettingsProblem(explain(e, flagged)) from e
     except tomllib.TOMLDecodeError as e:
         raise SettingsProblem(f"{config_file} is not valid TOML: {e}") from e

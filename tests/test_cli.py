@@ -110,14 +110,14 @@ def test_produce_sends_catalogue_records_to_the_items_topic(settings_factory, tm
 
 def test_ctrl_c_stops_produce_after_delivering_what_it_sent(settings_factory):
     import re
-    import time
 
     s = settings_factory()
     proc = subprocess.Popen(RECO + ["produce", str(DATA / "yoochoose-sample" / "clicks.tsv"), "--rate", "100",
                                     "--limit", "5000"], env=env_for(s), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(4)
+        wait_until(lambda: len(read_all(s, s.interactions_topic, idle_s=0.1)) > 0, timeout=60,
+                   what="the first events on the topic")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -149,13 +149,14 @@ def test_settings_precedence_file_env_flag(tmp_path, monkeypatch):
 def test_bad_settings_give_a_clear_error(tmp_path):
     done = subprocess.run(RECO + ["--k", "0", "tail", "--timeout", "1"], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
-    assert "invalid settings: k (from its flag, env RECO_K" in done.stderr and "greater than or equal to 1" in done.stderr
+    assert "invalid settings: k (from --k, env RECO_K" in done.stderr and "greater than or equal to 1" in done.stderr
 
 
 @pytest.mark.parametrize("env, says", [
-    ({"RECO_LOG_LEVEL": "loud"}, "log_level (from its flag, env RECO_LOG_LEVEL or config key `log_level`): Input should be 'DEBUG'"),
+    ({"RECO_LOG_LEVEL": "loud"}, "log_level (from --log-level, env RECO_LOG_LEVEL or config key `log_level`): Input should be 'DEBUG'"),
     ({"RECO_KAFKA_EXTRA": "acks=all"}, "RECO_KAFKA_EXTRA must be JSON, e.g."),
-    ({"RECO_PARTITIONS": "many"}, "partitions (from its flag, env RECO_PARTITIONS"),
+    ({"RECO_PARTITIONS": "many"}, "partitions (from --partitions, env RECO_PARTITIONS"),
+    ({"RECO_BATCH_SIZE": "0"}, "batch_size (from env RECO_BATCH_SIZE or config key `batch_size`)"),
 ])
 def test_settings_errors_name_the_variable_without_a_traceback(env, says):
     done = subprocess.run(RECO + ["tail", "--timeout", "1"], env={**os.environ, **env},

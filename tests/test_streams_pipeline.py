@@ -322,8 +322,9 @@ def test_a_broker_that_comes_back_empty_stops_the_worker_with_the_fix(settings_f
         first.stop()
         wait_until(lambda: w.value("reco_ready") == 0, timeout=30, what="not ready while the broker is away")
         with EmbeddedBroker(port):  # back, but with no topics at all
-            wait_until(lambda: not w.thread.is_alive(), timeout=60, what="the worker to stop")
+            wait_until(lambda: w.value("reco_ready") == 0 and not w.thread.is_alive(), timeout=90,
+                       what="the worker to stop once the topic has stayed unknown")
     finally:
         first.stop()
-    assert "input topic" in str(w.error) and "no longer exists" in str(w.error), w.error
+    assert "input topic" in str(w.error) and "has not existed on" in str(w.error), w.error
     assert "start the worker again to recreate the topics" in str(w.error)
