@@ -355,8 +355,8 @@ class Worker:
         """Readiness comes back by itself once the broker answers again — and the worker stops
         if the broker keeps saying the input topic does not exist (deleted, or a broker that lost
         its data): the group would otherwise sit on zero partitions for good, looking healthy.
-        Only that answer counts, and only when it persists: a stale metadata cache, a missing
-        leader or an authorisation error never stops the worker."""
+        Only that answer counts, and only when it persists for TOPIC_GONE_AFTER_S: a brief stale
+        answer never stops the worker, a missing leader or an authorisation error never does."""
         topic = self.settings.interactions_topic
         try:
             meta = self._consumer.list_topics(topic, timeout=2).topics.get(topic)
