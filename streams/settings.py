@@ -4,9 +4,13 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Collection, Literal
+
+try:
+    from tomllib import TOMLDecodeError
+except ModuleNotFoundError:  # Python 3.10: pydantic-settings reads TOML with tomli
+    from tomli import TOMLDecodeError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError,
@@ -193,5 +197,5 @@ def load_settings(config_file: str | Path | None = None, flagged: Collection[str
         return cls(**{k: v for k, v in overrides.items() if v is not None})
     except (ValidationError, SettingsError) as e:
         raise SettingsProblem(explain(e, flagged)) from e
-    except tomllib.TOMLDecodeError as e:
+    except TOMLDecodeError as e:
         raise SettingsProblem(f"{config_file} is not valid TOML: {e}") from e
