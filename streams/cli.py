@@ -15,7 +15,10 @@ from .settings import Settings, SettingsProblem, load_settings, unknown_env
 
 
 def _settings(ctx: click.Context, **overrides) -> Settings:
-    root = ctx.find_root().params
+    """The settings of this invocation. A subcommand invoked on its own (tests, `python -m`)
+    has no global options: defaults, RECO_* env and `overrides` only."""
+    top = ctx.find_root()
+    root = top.params if isinstance(top.command, click.Group) else {}
     merged = {**{k: v for k, v in root.items() if k != "config"}, **overrides}
     for warning in unknown_env():
         click.echo(f"warning: {warning}", err=True)
@@ -24,7 +27,7 @@ def _settings(ctx: click.Context, **overrides) -> Settings:
         settings = load_settings(root.get("config"), flagged=flagged, **merged)
     except (SettingsProblem, FileNotFoundError) as e:
         raise click.UsageError(f"invalid settings: {e}") from None
-    ctx.find_root().meta["reco.settings"] = settings  # for the Kafka error message below
+    top.meta["reco.settings"] = settings  # for the Kafka error message below
     return settings
 
 

@@ -25,14 +25,8 @@ def _engine_config(ctx: click.Context):
     """The engine as configured (--config, RECO_* env: variants, blends, exclusions), so what is
     evaluated is what would be deployed."""
     from .cli import _settings  # imported here: cli imports this module
-    from .settings import SettingsProblem, load_settings
 
-    if ctx.parent is not None:
-        return _settings(ctx).engine_config()
-    try:  # invoked on its own (tests, `python -m streams.evaluate_cli`): defaults and RECO_* env
-        return load_settings().engine_config()
-    except SettingsProblem as e:
-        raise click.UsageError(f"invalid settings: {e}") from None
+    return _settings(ctx).engine_config()
 
 
 def load_interactions(file: str, limit: int | None = None) -> tuple[list[dict], list[dict]]:
