@@ -21,6 +21,7 @@ class ContentModel:
         self.catalog = catalog
 
     def learn_one(self, ev: Interaction, user: UserState) -> None:
+        self.catalog.observe(ev.ts)  # dates catalogue additions from now on as new
         item = self.catalog.get(ev.item_id)
         if item is None or (item.category is None and not item.tags):
             return
@@ -56,10 +57,11 @@ class ContentModel:
         return max(-1.0, min(1.0, s / lead))
 
     def candidates(self, user: UserState, n: int) -> list[tuple[str, str]]:
-        """(item, reason) for new items in the user's favourite categories, newest first."""
+        """(item, reason) for items still new (catalog.NEW_WINDOW_MS of the user's last event)
+        in the user's favourite categories, newest first."""
         out = []
         for cat in self.liked_categories(user):
-            for item in self.catalog.new_items(cat)[:n]:
+            for item in self.catalog.new_items(cat, user.last_ts)[:n]:
                 out.append((item, f"new in {cat}, a category you like"))
         return out
 

@@ -31,17 +31,34 @@ class Scored(NamedTuple):
     explored: bool = False     # placed by the exploration bandit
 
 
+# What the user did with an item, in words that are true for that event type. Skips and
+# dislikes never reach these: they are not in `recent` and never seed candidates.
 RECENT_REASONS = {  # the strongest thing the user recently did with an item they are shown again
     "purchase": "you bought this recently",
     "add_to_cart": "you added this to your cart",
     "like": "you liked this",
+    "click": "you clicked this recently",
+    "view": "you viewed this recently",
+}
+SEED_REASONS = {  # why a co-visited item is there: what the user did with the seed
+    "purchase": "because you bought {}",
+    "add_to_cart": "because you added {} to your cart",
+    "like": "because you liked {}",
+    "click": "because you clicked {}",
+    "view": "because you viewed {}",
 }
 
 
-def _recent_reason(user: UserState, item: str) -> str:
+def _strongest(user: UserState, item: str) -> str:
+    """The strongest positive event type the user's recent history holds for `item`
+    (ties by name, so a view and a click of equal weight read as "viewed")."""
     _, strongest = max(((TYPE_WEIGHT.get(t, 0.0), t) for i, _, t in user.recent if i == item),
                        default=(0.0, "view"))
-    return RECENT_REASONS.get(strongest, "you viewed this recently")
+    return strongest if strongest in RECENT_REASONS else "view"
+
+
+def _recent_reason(user: UserState, item: str) -> str:
+    return RECENT_REASONS[_strongest(user, item)]
 
 
 class Recommender:
@@ -125,32 +142,58 @@ class Recommender:
             for item, _ in self.mf.top(vec, cfg.mf_candidates):
                 if item not in scores:
                     scores[item] = 0.0
-                    tagged.setdefault(item, ("mf", "similar to what you viewed"))
-        if not scores:
-            return []
-
+                    tagged.setdefault(item, ("mf", "similar to what you interacted with"))
         diversify = blend.diversity and len(self.catalog)
         want = 2 * k if diversify else k
-        ranked = self._order(scores, vec, blend.mf, 2 * want)
         allowed = self.rules.allowed_fn(user, request)
-        if allowed is everything:
-            picked = list(islice(ranked, want))
-        else:
-            picked = []
-            for item, score in ranked:
-                if allowed(item):
-                    picked.append((item, score))
-                    if len(picked) >= want:
-                        break
+        picked: list[tuple[str, float]] = []
+        if scores:
+            ranked = self._order(scores, vec, blend.mf, 2 * want)
+            if allowed is everything:
+                picked = list(islice(ranked, want))
+            else:
+                for item, score in ranked:
+                    if allowed(item):
+                        picked.append((item, score))
+                        if len(picked) >= want:
+                            break
         if diversify:
             picked = mmr(picked, k, blend.diversity, self.catalog)
         explain = self._explainer(user, seeds, tagged)
         out = [explain(item, score) for item, score in picked]
+        if len(out) < k:
+            self._fill(out, k, user, allowed)
         if blend.explore and len(out) > cfg.explore_from:
             self._explore(out, user, user_id, blend, allowed, vec, seeds)
         return out
 
     # -- steps ----------------------------------------------------------------------------
+    def _fill(self, out: list[Scored], k: int, user: UserState, allowed) -> None:
+        """Complete a short list (a thin partition, a small shop) from, in order: the user's
+        liked categories (the partition's trending there, then the shared catalogue), new
+        catalogue items, the partition's trending, then the rest of the catalogue — all in a
+        fixed order, so the same state gives the same list. Fill items were not scored by the
+        blend: they carry min(last score, 0), so scores still never increase down the list."""
+        shown = {s.item_id for s in out}
+        score = min(out[-1].score, 0.0) if out else 0.0
+        catalog = self.catalog
+        tiers: list[tuple[Iterator[str], str, str]] = []
+        for cat in self.content.liked_categories(user):
+            tiers.append(((i for _, i in self.trending.top_raw(cat, self.trending.top_n)[0]),
+                          "content", f"popular in {cat}, a category you like"))
+            tiers.append((iter(catalog.members(cat)), "content", f"more in {cat}, a category you like"))
+        tiers.append((iter(catalog.new_items(None, user.last_ts)), "content", "new in the catalogue"))
+        tiers.append(((i for _, i in self.trending.top_raw(None, self.trending.top_n)[0]),
+                      "trending", "trending now"))
+        tiers.append((iter(catalog.members()), "catalogue", "from the catalogue"))
+        for items, source, reason in tiers:
+            for item in items:
+                if item not in shown and allowed(item):
+                    out.append(Scored(item, score, reason, source))
+                    shown.add(item)
+                    if len(out) >= k:
+                        return
+
     @staticmethod
     def _add_trending(model: Trending, scope: str | None, weight: float, n: int, scores: dict,
                       tagged: dict, tag: tuple[str, str] | None) -> None:
@@ -199,14 +242,14 @@ class Recommender:
                 return Scored(item, score, _recent_reason(user, item), "recent")
             for seed, row in seed_rows:
                 if item in row:
-                    return Scored(item, score, f"because you viewed {seed}", "covisit")
+                    return Scored(item, score, SEED_REASONS[_strongest(user, seed)].format(seed), "covisit")
             if item not in tagged and seeds and self.config.two_hop:
                 if hops is None:
                     hops = [(b, rows.get(b, {})) for b, _ in
                             self.covisit.neighbors(seeds[0])[:self.config.two_hop_neighbors]]
                 for b, row in hops:
                     if item in row:
-                        return Scored(item, score, f"popular with people who viewed {b}", "covisit")
+                        return Scored(item, score, f"often seen together with {b}", "covisit")
             source, reason = tagged.get(item, ("trending", "trending now"))
             return Scored(item, score, reason, source)
         return explain
@@ -218,7 +261,7 @@ class Recommender:
             if slot_uniform(noise, slot) >= blend.explore:
                 continue
             shown = {s.item_id for s in out}
-            pools = self._pools(vec, seeds)
+            pools = self._pools(vec, seeds, user.last_ts)
             while pools:
                 source = self.bandit.choose(noise + bytes([slot]), sorted(pools))
                 pick = next(((i, r) for i, r in pools.pop(source)() if i not in shown and allowed(i)), None)
@@ -233,7 +276,7 @@ class Recommender:
         vec = self.mf.user_vector(user)
         n = self._pool_size()
         out = {}
-        for source, pool in self._pools(None, seeds).items():
+        for source, pool in self._pools(None, seeds, user.last_ts).items():
             out[source] = any(i == item for i, _ in pool())
         if vec is not None:
             out["mf"] = self.mf.in_top(vec, item, n)
@@ -242,7 +285,7 @@ class Recommender:
     def _pool_size(self) -> int:
         return 3 * self.config.k
 
-    def _pools(self, vec: np.ndarray | None, seeds: list[str]) -> dict:
+    def _pools(self, vec: np.ndarray | None, seeds: list[str], now: int) -> dict:
         """Exploration candidates per source, built only for the source the bandit picks:
         a little past what the blend would show."""
         n = self._pool_size()
@@ -251,9 +294,9 @@ class Recommender:
         if vec is not None:
             pools["mf"] = lambda: ((i, "you might like this") for i, _ in self.mf.top(vec, n))
         if len(self.catalog):
-            pools["content"] = lambda: ((i, "new in the catalogue") for i in self.catalog.new_items()[:n])
+            pools["content"] = lambda: ((i, "new in the catalogue") for i in self.catalog.new_items(None, now)[:n])
         if seeds:
             nb = self.covisit.neighbors
-            pools["covisit"] = lambda: ((i, f"popular with people who viewed {b}")
+            pools["covisit"] = lambda: ((i, f"often seen together with {b}")
                                         for b, _ in nb(seeds[0])[:3] for i, _ in nb(b))
         return pools

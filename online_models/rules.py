@@ -54,14 +54,16 @@ class Rules:
 
 def mmr(ranked: list[tuple[str, float]], k: int, weight: float, catalog: Catalog) -> list[tuple[str, float]]:
     """Maximal marginal relevance with category identity as the similarity: repeatedly take the
-    item maximising relevance/top - weight * [its category is already in the list].
-    Uncategorised items are never near duplicates of anything."""
+    item maximising relevance/|top| - weight * [its category is already in the list].
+    Uncategorised items are never near duplicates of anything. `ranked` is best first; each
+    item comes back with the utility that placed it (times |top|, so unpenalised items keep
+    their score): a penalty only ever switches on, so the utilities never increase down the list."""
     if weight <= 0 or len(ranked) <= 1:
         return ranked[:k]
     cats = [catalog.category(item) for item, _ in ranked]
     if not any(cats):
         return ranked[:k]
-    lead = ranked[0][1] or 1.0
+    lead = abs(ranked[0][1]) or 1.0  # a negative leader must not flip the order
     used: set[str] = set()
     remaining = list(range(len(ranked)))
     out: list[tuple[str, float]] = []
@@ -75,7 +77,7 @@ def mmr(ranked: list[tuple[str, float]], k: int, weight: float, catalog: Catalog
             if val > best_val:
                 best, best_val = pos, val
         remaining.remove(best)
-        out.append(ranked[best])
+        out.append((ranked[best][0], best_val * lead))
         if cats[best]:
             used.add(cats[best])
     return out

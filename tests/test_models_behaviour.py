@@ -69,10 +69,10 @@ def test_seen_items_say_what_the_user_did_with_them(tmp_path):
     e = engine(tmp_path, exclude_purchased=False)
     learn(e, background() + [ev("u", "x", ts=T0 + 90_000), ev("u", "y", "add_to_cart", ts=T0 + 91_000),
                              ev("u", "y", ts=T0 + 92_000), ev("u", "a", "like", ts=T0 + 93_000),
-                             ev("u", "b", "purchase", ts=T0 + 94_000)])
+                             ev("u", "b", "purchase", ts=T0 + 94_000), ev("u", "c", "view", ts=T0 + 95_000)])
     reasons = {s.item_id: s.reason for s in e.recommend("u").items if s.source == "recent"}
-    assert reasons == {"x": "you viewed this recently", "y": "you added this to your cart",
-                       "a": "you liked this", "b": "you bought this recently"}
+    assert reasons == {"x": "you clicked this recently", "y": "you added this to your cart",
+                       "a": "you liked this", "b": "you bought this recently", "c": "you viewed this recently"}
 
 
 def test_a_skipped_item_falls(tmp_path):
@@ -129,6 +129,8 @@ def test_a_new_catalogue_item_appears_at_once(tmp_path):
     rec = e.recommend("u")
     new = [s for s in rec.items if s.item_id == "brand-new"]
     assert new and new[0].reason == "new in shoes, a category you like" and new[0].source == "content"
+    # in the catalogue from the start: never called new
+    assert not [s for s in rec.items if s.item_id != "brand-new" and "new" in s.reason]
 
 
 def test_content_taste_follows_categories_and_negatives():

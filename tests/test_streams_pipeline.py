@@ -298,7 +298,7 @@ def test_an_event_from_the_far_future_is_refused_not_learned(settings_factory, w
     view = wait_until(lambda: (v := latest_by_key(read_all(s, s.recommendations_topic, idle_s=0.3)))
                       and "u" in v and "carol" in v and v, what="lists after the poison")
     assert view["u"]["items"][0]["item_id"] in ("a", "b")
-    assert any(i["item_id"] == "b" and i["reason"] == "because you viewed a" for i in view["u"]["items"])
+    assert any(i["item_id"] == "b" and i["reason"] == "because you clicked a" for i in view["u"]["items"])
     dead = read_all(s, s.dlq_topic, idle_s=0.3)
     assert [dict(m.headers())["dlq.reason.code"] for m in dead] == [b"ts_in_future"]
     assert b"ahead of the record's timestamp" in dict(dead[0].headers())["dlq.reason"]
