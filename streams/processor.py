@@ -2,6 +2,7 @@
 checkpoint. One Engine shard per assigned input partition, each with its own RocksDB store."""
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -20,8 +21,8 @@ from online_models.variants import assign
 from . import clients
 from .catalog_feed import CatalogFeed
 from .checkpoint import Checkpointer, DeliveryFailed
-from .decode import (FORGET_USER, ForgetUser, Rejected, control_kind, decode_forget, decode_interaction,
-                     dlq_headers)
+from .decode import (FORGET_USER, PLAUSIBLE_RECORD_TS, ForgetUser, Rejected, control_kind, decode_forget,
+                     decode_interaction, dlq_headers)
 from .http import Health
 from .metrics import Metrics
 from .quality import CoverageWindow
@@ -33,6 +34,13 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_S = 1.0
 GAUGE_INTERVAL_S = 5.0
 TOPIC_GONE_AFTER_S = 20.0  # the input topic unknown to the broker this long: deleted, not a blip
+
+
+def _catalog_time(msg: Message) -> int | None:
+    """The time at which a record meets the catalogue: its Kafka timestamp, or None when it has
+    no plausible one (then it meets the catalogue as read so far)."""
+    ts_type, ts = msg.timestamp()
+    return ts if ts_type != TIMESTAMP_NOT_AVAILABLE and ts >= PLAUSIBLE_RECORD_TS else None
 
 
 class RestoreInterrupted(Exception):
@@ -78,7 +86,7 @@ class Worker:
         try:
             while not self.stop_requested.is_set():
                 self.health.tick()
-                self._catalog_feed.poll()
+                self._catalog_feed.fetch()
                 msgs = self._consumer.consume(s.batch_size, s.batch_timeout_s)
                 if msgs:
                     self.process(msgs)
@@ -127,10 +135,16 @@ class Worker:
         batch boundaries fall — so a replay after a crash publishes byte-identical lists."""
         started = time.time()
         m = self.metrics
-        events = self._decode(msgs)
+        events = self._in_time_order(self._decode(msgs))
+        feed = self._catalog_feed
+        stamps = [s for s in (_catalog_time(msg) for _, _, msg in events) if s is not None]
+        if feed is not None and stamps:
+            feed.read_past(max(stamps))
         last_of_user = {(p, ev.user_id): n for n, (p, ev, _) in enumerate(events)}
         changed: set[tuple[int, str]] = set()
         for n, (partition, ev, msg) in enumerate(events):
+            if feed is not None:
+                feed.apply_up_to(_catalog_time(msg))
             if isinstance(ev, ForgetUser):
                 self._forget(partition, ev.user_id)
                 changed.discard((partition, ev.user_id))  # only events after it publish again
@@ -161,6 +175,18 @@ class Worker:
         self._producer.poll(0)
         m.batch_size.observe(len(msgs))
         m.batch_seconds.observe(time.time() - started)
+
+    @staticmethod
+    def _in_time_order(events: list[tuple[int, Interaction | ForgetUser, Message]]) -> list:
+        """The batch's partitions merged by record timestamp, each partition's own order kept (as
+        Kafka Streams picks the partition with the oldest head): the one catalogue all shards
+        share then only moves forward in time and each event meets the catalogue of its time."""
+        by_partition: dict[int, list] = {}
+        for item in events:
+            by_partition.setdefault(item[0], []).append(item)
+        if len(by_partition) < 2:
+            return events
+        return list(heapq.merge(*by_partition.values(), key=lambda e: (_catalog_time(e[2]) or 0, e[0])))
 
     def _decode(self, msgs: list[Message]) -> list[tuple[int, Interaction | ForgetUser, Message]]:
         """Valid events of owned partitions, in order; the rest go to the DLQ or are skipped."""
