@@ -248,8 +248,8 @@ class Worker:
                                   headers=[("schema", b"recommendation.v1")])
         m.published.labels(rec.variant).inc()
         now = time.time()
-        m.event_latency.observe(max(now - rec.trigger_ts / 1000, 0.0))
         m.consume_latency.observe(now - consumed_at)
+        m.event_age(now - rec.trigger_ts / 1000)
         explored = sum(1 for s in rec.items if getattr(s, "explored", False))
         if explored:
             m.recommended_items.labels(rec.variant, "explore").inc(explored)

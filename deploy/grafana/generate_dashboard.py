@@ -42,9 +42,17 @@ ROWS: list[tuple[str, list[dict]]] = [
             (f"sum(rate(reco_batch_size_sum{SEL}{RI})) / sum(rate(reco_batch_size_count{SEL}{RI}))", "mean")]),
     ]),
     ("Latency", [
-        dict(title="Event time to publish", unit="s", targets=quantiles("reco_event_to_publish_seconds"),
-             description="From the event's own timestamp to the publish of the list it changed"),
-        dict(title="Consume to publish", unit="s", targets=quantiles("reco_consume_to_publish_seconds")),
+        dict(title="Consume to publish", unit="s", targets=quantiles("reco_consume_to_publish_seconds"),
+             description="The headline latency, true for live traffic and replays alike: from consuming a "
+                         "batch to publishing its lists. Alert RecoPublishLatencyHigh: p95 > 5 s for 10 minutes"),
+        dict(title="Event time to publish (live traffic only)", unit="s",
+             targets=quantiles("reco_event_to_publish_seconds"),
+             description="Freshness: from the event's own timestamp to the publish of the list it changed, "
+                         "only for events within 300 s of the wall clock (replayed history is counted "
+                         "in the next panel instead)"),
+        dict(title="Lists for events outside the freshness range /s", unit="ops", targets=[
+            (f"sum(rate(reco_event_to_publish_out_of_range_total{SEL}{RI}))", "out of range")],
+            description="Historical replays or a skewed producer clock: ts more than 300 s from the wall clock"),
         dict(title="Batch processing and model update", unit="s", targets=[
             (f"histogram_quantile(0.95, sum by (le) (rate(reco_batch_processing_seconds_bucket{SEL}{RI})))",
              "batch p95"),
