@@ -5,6 +5,8 @@ Key layout (bytes):
   u\\0<user_id>          -> UserState JSON
   m\\0<model>\\0<key>     -> model row JSON
   \\0position            -> next input offset to process (decimal)
+  \\0meta                -> JSON: where this state sits in its changelog and which topics
+                           (ids) it was built from — see streams/changelog.py
 """
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
+import orjson
 from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 USER = b"u\x00"
 MODEL = b"m\x00"
 POSITION = b"\x00position"
 RESTORING = b"\x00restoring"  # present while a restore from the changelog is incomplete
+META = b"\x00meta"
 
 
 def user_key(user_id: str) -> bytes:
@@ -42,17 +46,20 @@ class PartitionStore:
             opts.create_if_missing(True)
             self._db = Rdict(str(self.path), options=opts)
         self.position: int | None = None
+        self.meta: dict = {}
         self.reload_position()
 
     def reload_position(self) -> None:
         raw = self._db.get(POSITION)
         self.position = int(raw) if raw is not None else None
+        meta = self._db.get(META)
+        self.meta = orjson.loads(meta) if meta is not None else {}
 
     def get(self, key: bytes) -> bytes | None:
         return self._db.get(key)
 
-    def write(self, rows: dict[bytes, bytes | None], position: int | None) -> None:
-        """Atomically apply `rows` (None deletes) together with the new input position."""
+    def write(self, rows: dict[bytes, bytes | None], position: int | None, meta: dict | None = None) -> None:
+        """Atomically apply `rows` (None deletes) together with the new input position and meta."""
         batch = WriteBatch(raw_mode=True)
         for key, value in rows.items():
             if value is None:
@@ -61,9 +68,18 @@ class PartitionStore:
                 batch.put(key, value)
         if position is not None:
             batch.put(POSITION, str(position).encode())
+        if meta is not None:
+            batch.put(META, orjson.dumps(meta, option=orjson.OPT_SORT_KEYS))
         self._db.write(batch)
         if position is not None:
             self.position = position
+        if meta is not None:
+            self.meta = meta
+
+    def rows(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every data row (users and models), in key order: what a snapshot copies."""
+        yield from self.scan(USER)
+        yield from self.scan(MODEL)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         it = self._db.iter()
@@ -96,7 +112,7 @@ class PartitionStore:
             keys.append(it.key())
             it.next()
         self.write({**dict.fromkeys(keys), RESTORING: b"1"}, None)
-        self.position = None
+        self.position, self.meta = None, {}
 
     def end_restore(self) -> None:
         self.write({RESTORING: None}, None)

@@ -1,29 +1,42 @@
 """The one place that decides what is committed together.
 
-Order, per checkpoint:
+Order, per checkpoint and partition (the changelog's record protocol: streams/changelog.py):
   1. take every shard's changed rows (user state, model rows) since the last checkpoint;
-  2. produce them to the partition's changelog, next to the recommendations and DLQ records
-     already produced since the last checkpoint;
+  2. produce them to the partition's changelog tagged with the owner's epoch and the interval's
+     seq, then the interval's commit marker (seq, next input offset), next to the
+     recommendations and DLQ records already produced since the last checkpoint;
   3. flush the producer and check every delivery — nothing below happens unless all landed;
-  4. write the rows and the next input offset to the shard's RocksDB in ONE WriteBatch;
-  5. commit the same offsets to the consumer group (informational: the store is authoritative).
+  4. write the rows, the next input offset and the owner's seq to the shard's RocksDB in ONE
+     WriteBatch;
+  5. commit the same offsets to the consumer group (informational: the store is authoritative),
+     and the newest snapshot's changelog offset (where a restore on an empty disk starts).
 
 A crash anywhere before 4 replays the interval from the old position; with deterministic
-models the replay re-publishes byte-identical lists, so the compacted outputs end up equal.
+models the replay re-publishes byte-identical lists, so the compacted outputs end up equal. A
+restore never applies an interval whose commit marker did not land, nor a fenced owner's.
+When the changelog since the last snapshot outgrows the state, the owner writes a snapshot (every
+row again, as one interval), so a restore reads a bounded multiple of the state, not the history.
 """
 from __future__ import annotations
 
 import logging
 from typing import Callable
 
+import os
+import signal
+
 from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from online_models.engine import Engine
-from online_models.store import POSITION as POSITION_KEY
 
+from .changelog import commit_record, row_headers, snapshot_record
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+SNAPSHOT_MIN_RECORDS = 20_000  # below this much changelog since the last snapshot, never snapshot
+SNAPSHOT_FACTOR = 2             # ... above it, snapshot once the log since it is this many times the state
 
 
 class DeliveryFailed(RuntimeError):
@@ -32,8 +45,11 @@ class DeliveryFailed(RuntimeError):
 
 class Checkpointer:
     def __init__(self, producer: Producer, changelog_topic: str, input_topic: str, metrics: Metrics,
-                 delivery_timeout_s: float = 30.0):
+                 delivery_timeout_s: float = 30.0, fault_kill_at: int = 0):
         self.producer = producer
+        self.corrections: dict[int, dict[bytes, bytes | None]] = {}  # rewritten in a partition's next interval
+        self._fault_kill_at = fault_kill_at  # tests: SIGKILL inside the n-th checkpoint's changelog writes
+        self._checkpoints = 0
         self.delivery_timeout_s = delivery_timeout_s
         self.changelog_topic = changelog_topic
         self.input_topic = input_topic
@@ -46,8 +62,15 @@ class Checkpointer:
             self._errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
 
     def produce(self, topic: str, key: bytes | str | None, value: bytes | None,
-                partition: int | None = None, headers: list | None = None) -> None:
-        kwargs = {"key": key, "value": value, "on_delivery": self.on_delivery}
+                partition: int | None = None, headers: list | None = None, offsets: list | None = None) -> None:
+        """Produce with a checked delivery; `offsets` collects the record's offset once delivered."""
+        on_delivery = self.on_delivery
+        if offsets is not None:
+            def on_delivery(err, msg):
+                self.on_delivery(err, msg)
+                if err is None:
+                    offsets.append(msg.offset())
+        kwargs = {"key": key, "value": value, "on_delivery": on_delivery}
         if partition is not None:
             kwargs["partition"] = partition
         if headers:
@@ -78,26 +101,75 @@ class Checkpointer:
         self.producer = producer
         self._errors = []
 
+    def write_marker(self, partition: int, key: bytes, value: bytes) -> int:
+        """A fence or claim record on the partition's changelog, delivered; returns its offset."""
+        offsets: list[int] = []
+        self.produce(self.changelog_topic, key, value, partition=partition, offsets=offsets)
+        self.flush()
+        return offsets[0]
+
     def checkpoint(self, shards: dict[int, Engine], positions: dict[int, int],
                    commit_offsets: Callable[[list[TopicPartition]], None] | None = None) -> None:
         """Make everything since the last checkpoint durable for the given partitions."""
         staged = {}
         for partition, engine in shards.items():
-            rows = engine.pending_rows()
+            rows = {**self.corrections.pop(partition, {}), **engine.pending_rows()}
             position = positions.get(partition)
             if not rows and position is None:
                 continue
-            for key, value in rows.items():
-                self.produce(self.changelog_topic, key, value, partition=partition)
-            if position is not None:
-                self.produce(self.changelog_topic, POSITION_KEY, str(position).encode(), partition=partition)
-            staged[partition] = (engine, rows, position)
+            meta = dict(engine.store.meta)
+            seq = meta["seq"] + 1
+            headers = row_headers(meta["epoch"], seq)
+            for n, (key, value) in enumerate(rows.items()):
+                self.produce(self.changelog_topic, key, value, partition=partition, headers=headers)
+                if n == len(rows) // 2:
+                    self._maybe_fault()
+            key, value = commit_record(meta["epoch"], seq, position if position is not None else engine.store.position)
+            self.produce(self.changelog_topic, key, value, partition=partition, headers=headers)
+            meta.update(seq=seq, log_records=meta.get("log_records", 0) + len(rows) + 1)
+            staged[partition] = (engine, rows, position, meta)
         self.flush()
-        for partition, (engine, rows, position) in staged.items():
-            engine.store.write(rows, position)
+        for partition, (engine, rows, position, meta) in staged.items():
+            engine.store.write(rows, position, meta)
+        snapshots = [TopicPartition(self.changelog_topic, p, self.snapshot(p, engine))
+                     for p, (engine, _, _, meta) in staged.items() if self._snapshot_due(meta)]
         if commit_offsets:
-            offsets = [TopicPartition(self.input_topic, p, pos) for p, (_, _, pos) in staged.items()
+            offsets = [TopicPartition(self.input_topic, p, pos) for p, (_, _, pos, _) in staged.items()
                        if pos is not None]
-            if offsets:
-                commit_offsets(offsets)
+            if offsets or snapshots:
+                commit_offsets(offsets + snapshots)
 
+    @staticmethod
+    def _snapshot_due(meta: dict) -> bool:
+        log_records = meta.get("log_records", 0)
+        return log_records > SNAPSHOT_MIN_RECORDS and log_records > SNAPSHOT_FACTOR * meta.get("snapshot_rows", 0)
+
+    def snapshot(self, partition: int, engine: Engine) -> int:
+        """Every row of the store again, as one interval that a restore may start from; returns
+        the snapshot's offset (call right after a checkpoint: the store is the whole state)."""
+        store = engine.store
+        meta = dict(store.meta)
+        seq = meta["seq"] + 1
+        headers = row_headers(meta["epoch"], seq)
+        offsets: list[int] = []
+        key, value = snapshot_record(meta["epoch"], seq)
+        self.produce(self.changelog_topic, key, value, partition=partition, headers=headers, offsets=offsets)
+        rows = 0
+        for key, value in store.rows():
+            self.produce(self.changelog_topic, key, value, partition=partition, headers=headers)
+            rows += 1
+        key, value = commit_record(meta["epoch"], seq, store.position)
+        self.produce(self.changelog_topic, key, value, partition=partition, headers=headers)
+        self.flush()
+        meta.update(seq=seq, log_records=rows + 2, snapshot_rows=rows, since=offsets[0])
+        store.write({}, None, meta)
+        self.metrics.snapshots.inc()
+        log.info("partition %d: changelog snapshot of %d rows at offset %d", partition, rows, offsets[0])
+        return offsets[0]
+
+    def _maybe_fault(self) -> None:
+        if self._fault_kill_at:
+            self._checkpoints += 1
+            if self._checkpoints == self._fault_kill_at:
+                self.producer.flush(10)  # the interval's first rows land, its commit marker never does
+                os.kill(os.getpid(), signal.SIGKILL)

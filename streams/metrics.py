@@ -71,6 +71,12 @@ class Metrics:
         self.restore_remaining = Gauge("reco_restore_remaining_records",
                                        "Changelog records left to restore", ["partition"], registry=r)
         self.restored = Counter("reco_restored_records_total", "Changelog records restored", registry=r)
+        self.snapshots = Counter("reco_changelog_snapshots_total",
+                                 "Changelog snapshots written (every row again, so restores stay bounded)",
+                                 registry=r)
+        self.topic_changes = Counter("reco_topic_recreated_total",
+                                     "Topics found recreated (new topic id) under stored state", ["topic"],
+                                     registry=r)
         self.offset_resets = Counter("reco_offset_resets_total",
                                      "Stored offsets found out of range and reset by policy", ["topic"], registry=r)
         self.live_targets = Counter("reco_live_targets_total",

@@ -6,6 +6,7 @@ import heapq
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -26,7 +27,8 @@ from .decode import (FORGET_USER, PLAUSIBLE_RECORD_TS, ForgetUser, Rejected, con
 from .http import Health
 from .metrics import Metrics
 from .quality import CoverageWindow
-from .restore import restore_from_changelog
+from .changelog import claim_record, fence_record, new_epoch
+from .restore import RestoreJob, topic_ids
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,16 @@ def _catalog_time(msg: Message) -> int | None:
     return ts if ts_type != TIMESTAMP_NOT_AVAILABLE and ts >= PLAUSIBLE_RECORD_TS else None
 
 
-class RestoreInterrupted(Exception):
-    pass
+@dataclass
+class Acquiring:
+    """A partition assigned but not yet processed: its store is being fenced, restored, claimed."""
+    store: PartitionStore
+    epoch: str | None = None
+    fence: int | None = None
+    ids: dict = field(default_factory=dict)
+    job: RestoreJob | None = None
+    local: bool = False    # the disk kept the store: only the changelog since its fence is read
+    reseed: bool = False   # the changelog does not hold the store's history: write it all again
 
 
 class Worker:
@@ -55,6 +65,7 @@ class Worker:
         self.config = settings.engine_config()
         self.catalog = Catalog()
         self.shards: dict[int, Engine] = {}
+        self.restoring: dict[int, Acquiring] = {}   # assigned, paused until fenced, restored and claimed
         self.next_offset: dict[int, int] = {}       # per partition: first offset not yet applied
         self.uncheckpointed: dict[int, int] = {}    # per partition: position to write at the next checkpoint
         self.last_event_ts: dict[int, int] = {}
@@ -62,8 +73,10 @@ class Worker:
         self.coverage = CoverageWindow()
         self._producer = clients.producer(settings)
         self._consumer = clients.consumer(settings, error_cb=self._on_client_error)
+        self._admin = clients.admin(settings)
         self.checkpointer = Checkpointer(self._producer, settings.changelog_topic,
-                                         settings.interactions_topic, self.metrics, settings.delivery_timeout_s)
+                                         settings.interactions_topic, self.metrics, settings.delivery_timeout_s,
+                                         settings.fault_kill_in_checkpoint)
         self._catalog_feed: CatalogFeed | None = None
         self._last_checkpoint = time.monotonic()
         self._last_gauges = 0.0
@@ -87,7 +100,9 @@ class Worker:
             while not self.stop_requested.is_set():
                 self.health.tick()
                 self._catalog_feed.fetch()
-                msgs = self._consumer.consume(s.batch_size, s.batch_timeout_s)
+                if self.restoring:
+                    self._advance_acquisitions()
+                msgs = self._consumer.consume(s.batch_size, 0 if self.restoring else s.batch_timeout_s)
                 if msgs:
                     self.process(msgs)
                 if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
@@ -117,6 +132,7 @@ class Worker:
             else:  # drop the shards first, or leaving the group (on_revoke) would checkpoint them
                 self._close_shards(list(self.shards))
         finally:
+            self._close_shards(list(self.restoring))  # mid-restore: the next owner restores again
             self._consumer.close()  # leaves the group; on_revoke closes the stores
             for engine in self.shards.values():
                 engine.store.close()
@@ -276,17 +292,15 @@ class Worker:
             self._rewind()
 
     def _rewind(self) -> None:
-        topic = self.settings.interactions_topic
+        """Every partition is taken again as if newly assigned (a new epoch: the failed interval's
+        records that did land are then a fenced owner's), from the store's last checkpoint."""
         for partition, engine in list(self.shards.items()):
-            self.shards[partition] = Engine(engine.store, self.catalog, self.config)
-            position = engine.store.position
-            self.next_offset[partition] = position or 0
+            del self.shards[partition]
+            self.next_offset.pop(partition, None)
             self.uncheckpointed.pop(partition, None)
-            try:
-                self._consumer.seek(TopicPartition(topic, partition,
-                                                   position if position is not None else OFFSET_BEGINNING))
-            except KafkaException as e:
-                log.warning("seek of partition %d failed: %s", partition, e)
+            self.checkpointer.corrections.pop(partition, None)
+            self.restoring[partition] = Acquiring(engine.store)
+        self._assign_shards()
 
     def checkpoint(self, partitions: list[int] | None = None) -> None:
         shards = self.shards if partitions is None else {p: self.shards[p] for p in partitions if p in self.shards}
@@ -301,23 +315,26 @@ class Worker:
             log.debug("offset commit skipped: %s", e)
 
     # -- partition ownership --------------------------------------------------------------
+    # A new partition is assigned paused; the main loop then fences the changelog, restores or
+    # catches up the store in steps between polls, claims it, and resumes the partition at the
+    # store's position (decision 0014).
     def _on_assign(self, consumer, partitions: list[TopicPartition]) -> None:
         try:
             self.metrics.rebalances.labels("assigned").inc()
+            fresh = []
             for tp in partitions:
                 if tp.partition in self.shards:  # kept across a rejoin: resume where memory is
                     tp.offset = self.next_offset.get(tp.partition, OFFSET_BEGINNING)
                     continue
-                engine = self._open_shard(tp.partition)
-                position = engine.store.position
-                tp.offset = position if position is not None else OFFSET_BEGINNING
-                self.next_offset[tp.partition] = position or 0
-            consumer.assign(partitions)
+                path = Path(self.settings.state_dir) / f"{self.settings.interactions_topic}-{tp.partition}"
+                self.restoring[tp.partition] = Acquiring(PartitionStore(path))
+                fresh.append(tp)
+            # Only partitions with a ready shard are fetched; the rest join once claimed.
+            consumer.assign([tp for tp in partitions if tp.partition in self.shards])
             self.metrics.assigned.set(len(self.shards))
-            self.health.set_ready(True)
+            if not self.restoring:
+                self.health.set_ready(True)
             log.info("assigned partitions %s", sorted(tp.partition for tp in partitions))
-        except RestoreInterrupted:
-            log.info("stopping during a changelog restore; the next start restores again")
         except BaseException as e:  # librdkafka would swallow it: stop loudly instead
             self._callback_error(e)
 
@@ -326,23 +343,100 @@ class Worker:
         self.fatal = e
         self.stop()
 
-    def _open_shard(self, partition: int) -> Engine:
-        path = Path(self.settings.state_dir) / f"{self.settings.interactions_topic}-{partition}"
-        store = PartitionStore(path)
-        if store.needs_restore():
+    def _advance_acquisitions(self) -> None:
+        """One step of every pending fence → restore → claim; a partition that finishes resumes."""
+        for partition, acq in list(self.restoring.items()):
             try:
-                restore_from_changelog(self.settings, store, partition, self.metrics, self._restore_tick)
-            except BaseException:
-                store.close()
-                raise
+                if acq.epoch is None:
+                    self._fence(partition, acq)
+                result = acq.job.step() if acq.job is not None else None
+                if acq.job is None or result is not None:
+                    self._claim(partition, acq, result)
+            except DeliveryFailed as e:  # the changelog did not take the fence or claim: start over
+                log.warning("partition %d: taking over the changelog failed (%s); trying again", partition, e)
+                if acq.job is not None:
+                    acq.job.close()
+                self.restoring[partition] = Acquiring(acq.store)
+                self._producer = clients.producer(self.settings)
+                self.checkpointer.replace_producer(self._producer)
+        if not self.restoring and self.shards and not self._outage:
+            self.health.set_ready(True)
+
+    def _fence(self, partition: int, acq: "Acquiring") -> None:
+        s, store = self.settings, acq.store
+        acq.ids = topic_ids(self._admin, [s.interactions_topic, s.changelog_topic])
+        epoch = new_epoch()
+        acq.fence = self.checkpointer.write_marker(partition, *fence_record(epoch))
+        acq.epoch = epoch
+        meta = store.meta
+        stale_changelog = (meta.get("changelog_id") != acq.ids[s.changelog_topic]
+                           and None not in (meta.get("changelog_id"), acq.ids[s.changelog_topic]))
+        if store.needs_restore():
+            acq.job = RestoreJob(s, store, partition, self.metrics, acq.fence, self._snapshot_offset(partition),
+                                 stall_timeout_s=s.restore_stall_s)
+        elif "epoch" not in meta or stale_changelog:
+            # The changelog does not hold this store's history (recreated, or written before
+            # decision 0014): the claim re-seeds it with the whole local state.
+            log.warning("partition %d: changelog %s does not hold the local state (%s); re-seeding it from "
+                        "the local store", partition, s.changelog_topic,
+                        "recreated" if stale_changelog else "older format")
+            if stale_changelog:
+                self.metrics.topic_changes.labels(s.changelog_topic).inc()
+            acq.reseed = True
+        else:
+            acq.local = True
+            acq.job = RestoreJob(s, store, partition, self.metrics, acq.fence,
+                                 local=(meta["epoch"], meta["seq"], meta["fence"]), stall_timeout_s=s.restore_stall_s)
+
+    def _snapshot_offset(self, partition: int) -> int:
+        try:
+            tp = self._consumer.committed([TopicPartition(self.settings.changelog_topic, partition)], timeout=10)[0]
+            return max(tp.offset, 0)
+        except KafkaException as e:
+            log.debug("no committed snapshot offset for partition %d: %s", partition, e)
+            return 0
+
+    def _claim(self, partition: int, acq: "Acquiring", restored) -> None:
+        s, store = self.settings, acq.store
+        if acq.job is not None:
+            acq.job.close()
+            acq.job = None
+        input_id = acq.ids[s.interactions_topic]
+        stored_input = restored.input_id if restored is not None and restored.input_id else store.meta.get("input_id")
+        log_records = (store.meta.get("log_records", 0) if acq.local else 0) + (restored.records if restored else 0)
+        snapshot_rows = store.meta.get("snapshot_rows", 0) if acq.local else 0
+        if None not in (stored_input, input_id) and stored_input != input_id and store.position:
+            # Policy for a recreated input topic: its offsets are a new log. Keep the state
+            # (event ids are not offsets alone) and read the new topic from its start.
+            log.warning("partition %d: input topic %s was recreated (its id changed); keeping the state and "
+                        "reading the new topic from its start (stored position %s)", partition,
+                        s.interactions_topic, store.position)
+            self.metrics.topic_changes.labels(s.interactions_topic).inc()
+            self.metrics.offset_resets.labels(s.interactions_topic).inc()
+            store.write({}, 0)
+        prev, committed = (restored.prev, restored.committed) if restored is not None else (None, None)
+        self.checkpointer.write_marker(partition, *claim_record(acq.epoch, prev, committed, store.position,
+                                                                input_id, acq.reseed))
+        store.write({}, None, {"epoch": acq.epoch, "seq": -1, "fence": acq.fence,
+                               "changelog_id": acq.ids[s.changelog_topic], "input_id": input_id,
+                               "log_records": log_records, "snapshot_rows": snapshot_rows})
+        if restored is not None and restored.corrections:
+            self.checkpointer.corrections[partition] = restored.corrections
         engine = Engine(store, self.catalog, self.config)
         self.shards[partition] = engine
-        return engine
+        del self.restoring[partition]
+        if acq.reseed:
+            self._commit_offsets([TopicPartition(s.changelog_topic, partition,
+                                                 self.checkpointer.snapshot(partition, engine))])
+        self.next_offset[partition] = store.position or 0
+        self._assign_shards()
 
-    def _restore_tick(self) -> None:
-        self.health.tick()
-        if self.stop_requested.is_set():
-            raise RestoreInterrupted("stop requested during a changelog restore")
+    def _assign_shards(self) -> None:
+        """Fetch exactly the partitions with a ready shard, each from its next offset."""
+        topic = self.settings.interactions_topic
+        self._consumer.assign([TopicPartition(topic, p, self.next_offset[p] if p in self.next_offset else OFFSET_BEGINNING)
+                               for p in sorted(self.shards)])
+        self.metrics.assigned.set(len(self.shards))
 
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoked").inc()
@@ -351,18 +445,26 @@ class Worker:
             self.checkpoint(owned)  # finish what we did before someone else takes over
         except DeliveryFailed as e:  # the next owner replays from the last checkpoint
             log.warning("checkpoint on revoke failed: %s", e)
-        self._close_shards(owned)
+        self._close_shards([tp.partition for tp in partitions])
 
     def _on_lost(self, consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("lost").inc()
-        self._close_shards([tp.partition for tp in partitions if tp.partition in self.shards])
+        self._close_shards([tp.partition for tp in partitions])
 
     def _close_shards(self, partitions: list[int]) -> None:
         for p in partitions:
-            engine = self.shards.pop(p)
+            acq = self.restoring.pop(p, None)
+            if acq is not None:  # mid-restore: the store keeps its restoring mark, the next owner redoes it
+                if acq.job is not None:
+                    acq.job.close()
+                acq.store.close()
+            engine = self.shards.pop(p, None)
+            if engine is None:
+                continue
             engine.store.close()
             self.next_offset.pop(p, None)
             self.uncheckpointed.pop(p, None)
+            self.checkpointer.corrections.pop(p, None)
             for gauge in (self.metrics.lag, self.metrics.lag_seconds):
                 try:
                     gauge.remove(self.settings.interactions_topic, str(p))

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     max_event_ahead_s: float = Field(3600.0, gt=0, description="events whose ts is further ahead of "
                                      "their Kafka record's timestamp go to the DLQ (ts_in_future)")
     delivery_timeout_s: float = Field(30.0, gt=0, description="a checkpoint waits this long for its outputs")
+    restore_stall_s: float = Field(60.0, gt=0, description="a changelog restore that reads nothing this long fails")
+    fault_kill_in_checkpoint: int = Field(0, ge=0, description="tests only: SIGKILL the worker half-way "
+                                          "through the changelog writes of its n-th checkpoint")
     catalog_wait_ms: int = Field(500, ge=0, le=60_000, description="before an event, wait at most this long "
                                  "for the items topic to be read up to the event's record timestamp")
 

@@ -1,6 +1,7 @@
 """The broker goes away mid-run and comes back empty (the embedded broker keeps nothing): the
 worker must not crash, must report not-ready meanwhile, and must resume by itself, applying the
-out-of-range policy (reset to earliest, keep state) with a warning and a metric."""
+recreated-topic policy (topic ids changed: keep state, read the new input from its start, re-seed
+the new changelog) with a warning and metrics."""
 from __future__ import annotations
 
 import signal
@@ -50,7 +51,8 @@ def test_broker_outage_worker_survives_and_resumes(tmp_path):
         assert set(view) == {f"new{n}" for n in range(20)}
         metrics = http(f"{base}/metrics")[1]
         assert 'reco_offset_resets_total{topic="%s"}' % s.interactions_topic in metrics
-        assert "reco_checkpoint_failures_total 1.0" in metrics  # undeliverable outputs were replayed
+        for topic in (s.interactions_topic, s.changelog_topic):
+            assert 'reco_topic_recreated_total{topic="%s"}' % topic in metrics
         assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -61,6 +63,6 @@ def test_broker_outage_worker_survives_and_resumes(tmp_path):
         broker.stop()
     assert proc.returncode == 0, log.read_text()[-3000:]
     text = log.read_text()
-    assert "out of range" in text and "resetting to the earliest" in text
+    assert "was recreated (its id changed)" in text and "re-seeding it from the local store" in text
     users = orjson.loads(dump_state(s.state_dir, s.interactions_topic))["users"]
     assert sum(sum(u["counts"].values()) for u in users.values()) == 2300, "each event applied exactly once"
