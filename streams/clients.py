@@ -97,7 +97,9 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
     """Every topic the engine uses and its configuration."""
     compact = {"cleanup.policy": "compact"}
     return {
-        settings.interactions_topic: {},
+        # The broker stamps the record time: a producer cannot date an event's record in 2099
+        # to slip it past ts_in_future, and replays see the stored stamp (decision 0003).
+        settings.interactions_topic: {"message.timestamp.type": "LogAppendTime"},
         settings.items_topic: compact,
         settings.recommendations_topic: compact,
         settings.dlq_topic: {},

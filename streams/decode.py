@@ -79,7 +79,7 @@ def decode_forget(key: bytes | None, value: bytes | None) -> ForgetUser | Reject
 
 def decode_interaction(key: bytes | None, value: bytes | None, topic: str, partition: int,
                        offset: int, max_bytes: int = 64 * 1024, record_ts: int | None = None,
-                       max_ahead_ms: int = 3_600_000) -> Interaction | Rejected:
+                       max_ahead_ms: int = 3_600_000, now_ms: int | None = None) -> Interaction | Rejected:
     """Never raises on any input: every failure becomes a Rejected.
 
     `record_ts` is the Kafka record's timestamp (None or negative: not available). It is part of
@@ -87,7 +87,10 @@ def decode_interaction(key: bytes | None, value: bytes | None, topic: str, parti
     start again at 0 does not repeat the ids of events already applied; and an event more than
     `max_ahead_ms` ahead of it is refused: its time would move every decayed model's clock forward
     and silence all the events after it (checked only against a plausible record timestamp, one
-    after 2000-01-01 in ms). Both depend on the record only, so replays agree."""
+    after 2000-01-01 in ms). Both depend on the record only, so replays agree. A producer can set
+    the record timestamp to 2099 too: for producer-stamped records (CreateTime) the caller passes
+    `now_ms`, the wall clock, and an event more than `max_ahead_ms` ahead of it is refused as well
+    — the one check here a replay can decide differently, and only for such events."""
     if value is None:
         return Rejected("not_an_object", "value is null")
     if len(value) > max_bytes:
@@ -115,5 +118,9 @@ def decode_interaction(key: bytes | None, value: bytes | None, topic: str, parti
     if plausible and record["ts"] - record_ts > max_ahead_ms:
         return Rejected("ts_in_future", f"ts {int(record['ts'])} is {(record['ts'] - record_ts) / 3_600_000:.1f} h "
                                         f"ahead of the record's timestamp {record_ts} (limit {max_ahead_ms // 1000} s)")
+    if now_ms is not None and record["ts"] - now_ms > max_ahead_ms:
+        return Rejected("ts_in_future", f"ts {int(record['ts'])} is {(record['ts'] - now_ms) / 3_600_000:.1f} h "
+                                        f"ahead of the clock at consume time, and the record's timestamp was set "
+                                        f"by its producer (limit {max_ahead_ms // 1000} s)")
     derived = f"{topic}/{partition}/{offset}@{record_ts}" if stamped else f"{topic}/{partition}/{offset}"
     return Interaction.from_dict(record, default_event_id=derived)

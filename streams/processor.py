@@ -27,6 +27,7 @@ from .decode import (FORGET_USER, PLAUSIBLE_RECORD_TS, ForgetUser, Rejected, con
 from .http import Health
 from .metrics import Metrics
 from .quality import CoverageWindow
+from .record_time import RecordClock
 from .changelog import claim_record, fence_record, new_epoch
 from .restore import RestoreJob, topic_ids
 from .settings import Settings
@@ -90,6 +91,7 @@ class Worker:
         s = self.settings
         clients.ensure_topics(s)
         clients.check_copartitioned(s)
+        self._record_clock = RecordClock(s)
         self._catalog_feed = CatalogFeed(s, self.catalog, self._dead_letter)
         self._catalog_feed.catch_up()
         self._consumer.subscribe([s.interactions_topic], on_assign=self._on_assign,
@@ -225,7 +227,8 @@ class Worker:
                 ev = decode_interaction(msg.key(), msg.value(), msg.topic(), partition, offset,
                                         self.settings.max_event_bytes,
                                         None if ts_type == TIMESTAMP_NOT_AVAILABLE else record_ts,
-                                        int(self.settings.max_event_ahead_s * 1000))
+                                        int(self.settings.max_event_ahead_s * 1000),
+                                        self._record_clock.now_ms(ts_type))
             elif control == FORGET_USER:
                 ev = decode_forget(msg.key(), msg.value())
             else:
