@@ -35,8 +35,7 @@ from .metrics import Metrics
 log = logging.getLogger(__name__)
 
 
-SNAPSHOT_MIN_RECORDS = 20_000  # below this much changelog since the last snapshot, never snapshot
-SNAPSHOT_FACTOR = 2             # ... above it, snapshot once the log since it is this many times the state
+SNAPSHOT_FACTOR = 2  # snapshot once the log since the last one is this many times the state (and big enough)
 
 
 class DeliveryFailed(RuntimeError):
@@ -45,9 +44,10 @@ class DeliveryFailed(RuntimeError):
 
 class Checkpointer:
     def __init__(self, producer: Producer, changelog_topic: str, input_topic: str, metrics: Metrics,
-                 delivery_timeout_s: float = 30.0, fault_kill_at: int = 0):
+                 delivery_timeout_s: float = 30.0, fault_kill_at: int = 0, snapshot_min_records: int = 20_000):
         self.producer = producer
         self.corrections: dict[int, dict[bytes, bytes | None]] = {}  # rewritten in a partition's next interval
+        self.snapshot_min_records = snapshot_min_records
         self._fault_kill_at = fault_kill_at  # tests: SIGKILL inside the n-th checkpoint's changelog writes
         self._checkpoints = 0
         self.delivery_timeout_s = delivery_timeout_s
@@ -139,10 +139,9 @@ class Checkpointer:
             if offsets or snapshots:
                 commit_offsets(offsets + snapshots)
 
-    @staticmethod
-    def _snapshot_due(meta: dict) -> bool:
+    def _snapshot_due(self, meta: dict) -> bool:
         log_records = meta.get("log_records", 0)
-        return log_records > SNAPSHOT_MIN_RECORDS and log_records > SNAPSHOT_FACTOR * meta.get("snapshot_rows", 0)
+        return log_records > self.snapshot_min_records and log_records > SNAPSHOT_FACTOR * meta.get("snapshot_rows", 0)
 
     def snapshot(self, partition: int, engine: Engine) -> int:
         """Every row of the store again, as one interval that a restore may start from; returns

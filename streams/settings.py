@@ -66,6 +66,8 @@ class Settings(BaseSettings):
                                      "their Kafka record's timestamp go to the DLQ (ts_in_future)")
     delivery_timeout_s: float = Field(30.0, gt=0, description="a checkpoint waits this long for its outputs")
     restore_stall_s: float = Field(60.0, gt=0, description="a changelog restore that reads nothing this long fails")
+    snapshot_min_records: int = Field(20_000, ge=1, description="a changelog snapshot is written once the "
+                                      "log since the last one holds this many records and twice the state's rows")
     fault_kill_in_checkpoint: int = Field(0, ge=0, description="tests only: SIGKILL the worker half-way "
                                           "through the changelog writes of its n-th checkpoint")
     catalog_wait_ms: int = Field(500, ge=0, le=60_000, description="before an event, wait at most this long "

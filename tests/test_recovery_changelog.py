@@ -178,3 +178,27 @@ def test_a_changelog_that_lost_its_start_is_refused_with_one_clear_line(broker, 
     assert proc.wait(60) == 1, "the worker must stop rather than restore less than the state"
     text = log.read_text()
     assert "does not hold the partition's whole state" in text and "Traceback" not in text
+
+
+def test_a_restore_reads_from_the_newest_snapshot_not_the_whole_history(broker, tmp_path):
+    s = make_settings(broker, tmp_path, partitions=1)
+    ensure_topics(s)
+    proc = spawn(s, log=tmp_path / "first.log", env={"RECO_SNAPSHOT_MIN_RECORDS": "300"})
+    # Few users and items, many checkpoints: the changelog's history outgrows the state.
+    for wave in range(12):
+        ends = produce(s, records([event(f"u{n % 40}", f"i{(n + wave) % 60}", ts=1_700_000_000_000 + wave * 10**6 + n)
+                                   for n in range(500)]))
+        wait_caught_up([s.state_dir], s.interactions_topic, ends, procs=[proc])
+    assert stop(proc) == 0
+    assert "changelog snapshot of" in (tmp_path / "first.log").read_text()
+    before = dump_state(s.state_dir, s.interactions_topic, include_models=True)
+    history = sum(len(msgs) for msgs in changelog(s).values())
+    shutil.rmtree(s.state_dir)
+    log = tmp_path / "restore.log"
+    proc = spawn(s, log=log)
+    wait_caught_up([s.state_dir], s.interactions_topic, ends, procs=[proc])
+    assert stop(proc) == 0
+    line = next(x for x in log.read_text().splitlines() if "restored partition 0 from the changelog" in x)
+    restored = int(line.split(": ")[-1].split(" records")[0])
+    assert restored < history / 2, f"read {restored} of {history} changelog records"
+    assert dump_state(s.state_dir, s.interactions_topic, include_models=True) == before
