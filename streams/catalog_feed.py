@@ -21,7 +21,7 @@ from confluent_kafka.admin import OffsetSpec
 
 from online_models.catalog import Catalog
 
-from .clients import admin, consumer
+from .clients import CLIENT_LOG, admin, consumer
 from .schemas import validator
 from .settings import Settings
 
@@ -60,7 +60,7 @@ class CatalogFeed:
                     self._at_end.add(msg.partition())
                     self._next[msg.partition()] = max(self._next[msg.partition()], msg.offset())
                 else:
-                    log.warning("items topic: %s", err.str())
+                    CLIENT_LOG.warning("items topic: %s", err.str())
                 continue
             p = msg.partition()
             self._at_end.discard(p)

@@ -42,6 +42,10 @@ class _FirstOfEachMessage(logging.Filter):
 
 KAFKA_LOG = logging.getLogger("librdkafka")  # every client's librdkafka messages, through logging
 KAFKA_LOG.addFilter(_FirstOfEachMessage())
+# What the worker itself reports about its clients (error callbacks, consume errors): in an outage
+# the error callback fires on every reconnect attempt, as often as librdkafka logs.
+CLIENT_LOG = logging.getLogger("streams.kafka")
+CLIENT_LOG.addFilter(_FirstOfEachMessage())
 
 
 def producer(settings: Settings, **overrides: Any) -> Producer:

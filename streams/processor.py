@@ -215,7 +215,7 @@ class Worker:
                 if err.code() == KafkaError._AUTO_OFFSET_RESET:
                     self._reset_out_of_range(msg.partition(), err.str())
                 elif err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error: %s", err.str())
+                    clients.CLIENT_LOG.warning("consume error: %s", err.str())
                 continue
             partition, offset = msg.partition(), msg.offset()
             if partition not in self.shards or offset < self.next_offset.get(partition, 0):
@@ -480,7 +480,7 @@ class Worker:
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self._outage = True
             self.health.set_ready(False, f"broker unreachable: {err.str()}")
-        log.warning("kafka client: %s", err.str())
+        clients.CLIENT_LOG.warning("kafka client: %s", err.str())
 
     def _probe_broker(self) -> None:
         """Readiness comes back by itself once the broker answers again — and the worker stops
