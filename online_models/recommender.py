@@ -75,11 +75,13 @@ class Recommender:
         self.rules = Rules(config, catalog)
 
     def seeds(self, user: UserState) -> list[str]:
-        """The current session's distinct items, newest first."""
+        """The current session's distinct items, newest first — except those the user skipped or
+        disliked since (a negative is never the reason for a recommendation)."""
         seeds: list[str] = []
         limit = self.config.recent_window
+        skipped = user.skipped
         for item in reversed(user.session_items):
-            if item not in seeds:
+            if item not in seeds and item not in skipped:
                 seeds.append(item)
                 if len(seeds) >= limit:
                     break

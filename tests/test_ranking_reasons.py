@@ -53,7 +53,7 @@ def test_each_event_type_has_its_own_true_wording(tmp_path, kind, recent, seeded
 def test_negatives_are_never_a_reason(tmp_path, negative):
     e = engine(tmp_path, [{"item_id": i, "category": "shoes"} for i in ("a", "b", "c")])
     for s in range(6):
-        for n, item in enumerate("abc"):
+        for n, item in enumerate("abc" if s % 2 else "bd"):  # d goes only with b
             e.learn(ev(f"s{s}", item, ts=T0 + 10 * s + n))
     e.learn(ev("u", "c", ts=T0 + 1000))
     e.learn(ev("u", "a", negative, ts=T0 + 1001))
@@ -61,6 +61,11 @@ def test_negatives_are_never_a_reason(tmp_path, negative):
     assert "a" not in got  # skipped / disliked: out of the list
     assert not [r for r in got.values() if "skip" in r or "dislike" in r or r.endswith(" a")]
     assert got["c"] == "you clicked this recently"
+    e.learn(ev("u", "b", ts=T0 + 1002))
+    e.learn(ev("u", "b", negative, ts=T0 + 1003))  # viewed, then turned down: not a seed any more
+    got = reasons(e, "u")
+    assert "b" not in got and not [r for r in got.values() if r.endswith(" b")]
+    assert "d" in got  # still shown (popular), but not "because you clicked b"
 
 
 def test_new_means_described_after_traffic_began_and_recently(tmp_path):
