@@ -49,4 +49,11 @@ class EngineConfig:
     content_candidates: int = 10              # new/trending items per liked category
     explore_from: int = 10                    # slots from this rank on may be explored
     utc_offset_hours: int = 0                 # local time for the hour-of-day context
+    # What bounds the models' memory: past a capacity the coldest entries are evicted (README).
+    trending_max_items: int = 50_000          # items per trending scope (global, category, ^start)
+    trending_max_scopes: int = 2_000          # trending scopes (categories)
+    context_max_items: int = 5_000            # items per context scope (device, time of day)
+    context_max_scopes: int = 500             # context scopes (devices)
+    covisit_max_items: int = 100_000          # co-visitation rows (each capped at 2 x 100 neighbours)
+    mf_max_items: int = 100_000               # MF item factors
     variants: tuple[Variant, ...] = (Variant(),)

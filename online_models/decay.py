@@ -8,6 +8,8 @@ result is deterministic for a given input.
 """
 from __future__ import annotations
 
+from . import rowkeys
+
 RESCALE_EXPONENT = 60.0  # 2**60 stays far from float overflow and keeps 15 digits of precision
 
 
@@ -35,7 +37,7 @@ class ForwardDecay:
         return mult
 
     # -- persistence: the landmark travels with a model's dirty rows under one reserved key --
-    LANDMARK_KEY = "\x00landmark"
+    LANDMARK_KEY = rowkeys.LANDMARK
 
     def stamp(self, rows: dict[str, object]) -> dict[str, object]:
         """Add the landmark to a non-empty export (values are only meaningful against it)."""

@@ -12,6 +12,7 @@ from typing import Iterator
 
 import orjson
 
+from . import rowkeys
 from .catalog import Catalog
 from .config import EngineConfig
 from .content import ContentModel
@@ -28,6 +29,10 @@ from .user_state import UserState
 from .variants import assign
 
 MAX_CACHED_USERS = 50_000
+
+
+class StateFormatError(ValueError):
+    """A state directory this version cannot read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +70,15 @@ class Engine:
         self.store = store
         self.catalog = catalog
         cfg = self.config
-        self.trending = Trending(catalog, cfg.trending_half_life_hours)
+        self.trending = Trending(catalog, cfg.trending_half_life_hours, max_items=cfg.trending_max_items,
+                                 max_scopes=cfg.trending_max_scopes)
         self.context = Trending(catalog, cfg.context_half_life_hours, top_n=50, name="context",
-                                scopes_of=EventScopes(cfg.utc_offset_hours))
-        self.covisit = CoVisitation(window=cfg.covisit_window, half_life_hours=cfg.covisit_half_life_hours)
-        self.mf = OnlineMF(cfg.mf_factors, cfg.mf_learning_rate, cfg.mf_regularization)
+                                scopes_of=EventScopes(cfg.utc_offset_hours), max_items=cfg.context_max_items,
+                                max_scopes=cfg.context_max_scopes)
+        self.covisit = CoVisitation(window=cfg.covisit_window, half_life_hours=cfg.covisit_half_life_hours,
+                                    max_items=cfg.covisit_max_items)
+        self.mf = OnlineMF(cfg.mf_factors, cfg.mf_learning_rate, cfg.mf_regularization,
+                           max_items=cfg.mf_max_items)
         self.content = ContentModel(catalog)
         self.bandit = SourceBandit()
         # Learning order matters only in that every model sees the user state *before* the event.
@@ -82,6 +91,8 @@ class Engine:
         self._users: dict[str, UserState] = {}
         self._dirty_users: set[str] = set()
         self._forgotten: set[str] = set()
+        self._formatted: set[str] = set()    # models whose format row is in the store
+        self._legacy_keys: list[bytes] = []  # format-1 rows, deleted at the next checkpoint
         self._restore_models()
 
     # -- the event path -------------------------------------------------------------------
@@ -156,9 +167,15 @@ class Engine:
             rows[user_key(uid)] = self._users[uid].to_bytes()
         for uid in self._forgotten:
             rows[user_key(uid)] = None
+        rows.update(dict.fromkeys(self._legacy_keys))  # before the new rows: a new key may equal an old one
+        self._legacy_keys = []
         for name, model in self.models.items():
-            for key, value in model.export_dirty().items():
+            exported = model.export_dirty()
+            for key, value in exported.items():
                 rows[model_key(name, key)] = None if value is None else orjson.dumps(value)
+            if exported and name not in self._formatted:
+                rows[model_key(name, rowkeys.FORMAT)] = orjson.dumps(rowkeys.FORMAT_VERSION)
+                self._formatted.add(name)
         self._dirty_users.clear()
         self._forgotten.clear()
         if len(self._users) > MAX_CACHED_USERS:
@@ -175,8 +192,25 @@ class Engine:
         for name, model in self.models.items():
             prefix = MODEL + name.encode() + b"\x00"
             rows = {k[len(prefix):].decode(): orjson.loads(v) for k, v in self.store.scan(prefix)}
-            if rows:
+            if not rows:
+                continue
+            version = rows.get(rowkeys.FORMAT)
+            if isinstance(version, int):
+                del rows[rowkeys.FORMAT]
+            else:  # no format row (a format-1 item may be called "#format": its value is no int)
+                version = 1
+            if version == 1:  # written before keys were encoded (rowkeys.py): read as then, rewrite
+                self._legacy_keys += [prefix + k.encode() for k in rows]
+                rows = rowkeys.from_legacy(rows, split=model is self.trending or model is self.context)
+                model.import_rows(dict(rows))
+                getattr(model, "mark_all_dirty", lambda: None)()
+            elif version == rowkeys.FORMAT_VERSION:
+                self._formatted.add(name)
                 model.import_rows(rows)
+            else:
+                raise StateFormatError(f"{self.store.path}: model {name!r} rows are in format {version}, "
+                                       f"this version reads formats 1 and {rowkeys.FORMAT_VERSION}: "
+                                       f"run the version that wrote them, or delete the directory to rebuild")
 
     # -- inspection -----------------------------------------------------------------------
     def users(self) -> Iterator[tuple[str, UserState]]:

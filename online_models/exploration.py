@@ -20,6 +20,7 @@ import random
 import zlib
 from typing import Callable, Mapping
 
+from . import rowkeys
 from .events import Interaction
 from .user_state import UserState
 
@@ -69,10 +70,14 @@ class SourceBandit:
         return best
 
     def export_dirty(self) -> dict[str, object]:
-        rows: dict[str, object] = {s: self.stats[s] for s in self._dirty}
+        rows: dict[str, object] = {rowkeys.key(s): self.stats[s] for s in self._dirty}
         self._dirty.clear()
         return rows
 
+    def mark_all_dirty(self) -> None:
+        self._dirty.update(self.stats)
+
     def import_rows(self, rows: dict[str, object]) -> None:
-        for source in sorted(rows):
-            self.stats[source] = list(rows[source])  # type: ignore[arg-type]
+        for key in sorted(filter(rowkeys.is_data, rows)):
+            (source,) = rowkeys.parts(key)
+            self.stats[source] = list(rows[key])  # type: ignore[arg-type]

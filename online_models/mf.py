@@ -5,6 +5,9 @@ items (so a brand-new session already has a taste after one click). Each positiv
 pairwise step "this item over a sampled one", scaled by the event type's weight; skips and
 dislikes push the item away. Negatives are sampled from the event id with blake2b, so the same
 input gives the same model. Scoring is one matrix-vector product over a candidate index array.
+
+At most `max_items` item rows: past that, the items whose last interaction is the oldest in event
+time (ties by id) are evicted, and the last rows move into the holes so the matrix stays dense.
 """
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ import math
 
 import numpy as np
 
+from . import rowkeys
 from .events import Interaction
+from .trending import keep_after_eviction
 from .user_state import UserState
 
 SESSION_ITEMS = 5  # latest session items averaged into the user's representation
@@ -27,7 +32,7 @@ class OnlineMF:
     name = "mf"
 
     def __init__(self, factors: int = 16, learning_rate: float = 0.05, regularization: float = 0.002,
-                 init_scale: float = 0.1):
+                 init_scale: float = 0.1, max_items: int = 100_000):
         self.factors = factors
         self.lr = learning_rate
         self.reg = regularization
@@ -36,6 +41,8 @@ class OnlineMF:
         self.ids: list[str] = []
         self.vectors = np.zeros((256, factors))
         self.bias = np.zeros(256)
+        self.seen: dict[str, int] = {}  # item -> ts of its latest interaction: what eviction goes by
+        self.max_items = max(2, max_items)
         self._dirty: set[str] = set()
 
     # -- item rows ------------------------------------------------------------------------
@@ -43,6 +50,8 @@ class OnlineMF:
         """The item's row, created with a seeded initial vector (learning only)."""
         i = self.index.get(item_id)
         if i is None:
+            if len(self.ids) >= self.max_items:
+                self._evict()
             i = self._place(item_id, len(self.ids))
             rng = np.random.default_rng(_seed(item_id))
             self.vectors[i] = rng.normal(0.0, self.init_scale, self.factors)
@@ -59,6 +68,29 @@ class OnlineMF:
         self.ids[i] = item_id
         return i
 
+    def _evict(self) -> None:
+        """Make room for one more item: drop the least recently interacted with, then move the
+        last rows into the holes (each moved item's row is rewritten with its new index)."""
+        keep = min(keep_after_eviction(self.max_items), self.max_items - 1)
+        coldest = sorted(self.ids, key=lambda item: (self.seen.get(item, 0), item))[:len(self.ids) - keep]
+        holes = sorted(self.index.pop(item) for item in coldest)
+        for item in coldest:
+            self.seen.pop(item, None)
+            self._dirty.add(item)
+        size = len(self.ids) - len(coldest)
+        gone = set(holes)
+        movers = [r for r in range(size, len(self.ids)) if r not in gone]
+        targets = [h for h in holes if h < size]
+        for src, dst in zip(movers, targets):
+            item = self.ids[src]
+            self.vectors[dst], self.bias[dst] = self.vectors[src], self.bias[src]
+            self.ids[dst] = item
+            self.index[item] = dst
+            self._dirty.add(item)
+        del self.ids[size:]
+        self.vectors[size:] = 0.0
+        self.bias[size:] = 0.0
+
     # -- the user's representation (read-only) ----------------------------------------------
     def user_vector(self, user: UserState) -> np.ndarray | None:
         rows = [self.index[i] for i in user.session_items[-SESSION_ITEMS:] if i in self.index]
@@ -73,6 +105,8 @@ class OnlineMF:
     def learn_one(self, ev: Interaction, user: UserState) -> None:
         """`user` is the state before the event; its `factors` are updated in place."""
         i = self._row(ev.item_id)
+        self.seen[ev.item_id] = max(ev.ts, self.seen.get(ev.item_id, ev.ts))
+        self._dirty.add(ev.item_id)
         index = self.index
         rows = [index[x] for x in user.session_items[-SESSION_ITEMS:] if x in index]
         V, bias, lr = self.vectors, self.bias, self.lr
@@ -113,7 +147,6 @@ class OnlineMF:
             V[rows] += step * (1.0 / len(rows))
             ids = self.ids
             self._dirty.update([ids[r] for r in rows])
-        self._dirty.add(ev.item_id)
 
     # -- scoring (never writes) -----------------------------------------------------------
     def rows_of(self, item_ids: list[str]) -> np.ndarray:
@@ -150,19 +183,27 @@ class OnlineMF:
 
     # -- persistence ----------------------------------------------------------------------
     def export_dirty(self) -> dict[str, object]:
+        """Changed rows since the last call, [index, bias, last ts, *vector]; None deletes."""
         rows: dict[str, object] = {}
         for item in self._dirty:
-            i = self.index[item]
-            rows[item] = [i, float(self.bias[i]), *self.vectors[i].tolist()]
+            i = self.index.get(item)
+            rows[rowkeys.key(item)] = None if i is None else \
+                [i, float(self.bias[i]), self.seen.get(item, 0), *self.vectors[i].tolist()]
         self._dirty.clear()
         return rows
 
+    def mark_all_dirty(self) -> None:
+        self._dirty.update(self.ids)
+
     def import_rows(self, rows: dict[str, object]) -> None:
-        for item in sorted(rows, key=lambda k: rows[k][0]):  # type: ignore[index]
-            i, b, *vec = rows[item]  # type: ignore[misc]
+        data = {rowkeys.parts(k)[0]: v for k, v in rows.items() if rowkeys.is_data(k)}
+        for item in sorted(data, key=lambda k: data[k][0]):  # type: ignore[index]
+            i, b, *rest = data[item]  # type: ignore[misc]
+            if len(rest) > self.factors:  # format 1 rows had no last-interaction ts
+                self.seen[item] = int(rest.pop(0))
             self._place(item, int(i))
             self.bias[i] = b
-            self.vectors[i] = vec
+            self.vectors[i] = rest
 
 
 def _sigmoid(x: float) -> float:

@@ -39,8 +39,14 @@ class GrowingTopN:
         return [(k, -v) for v, k in self._entries]
 
     def scale(self, mult: float) -> None:
-        self._entries = [(v * mult, k) for v, k in self._entries]
-        self._members = {k: v * mult for k, v in self._members.items()}
+        """Multiply every value by `mult` (> 0). Values that underflow to 0.0 carry no signal and
+        leave; the rest are sorted again, since rounding of tiny values can tie or swap neighbours
+        and bisect needs the exact order."""
+        entries = [(v * mult, k) for v, k in self._entries]
+        entries = [e for e in entries if e[0]]
+        entries.sort()
+        self._entries = entries
+        self._members = {k: -v for v, k in entries}
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -2,8 +2,10 @@
 candidate source for everyone."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
+from . import rowkeys
 from .catalog import Catalog
 from .decay import ForwardDecay
 from .events import Interaction
@@ -11,19 +13,33 @@ from .topn import GrowingTopN
 
 GLOBAL = ""
 START = "^start"  # what people open a session with: the better answer before a session has items
+PINNED = (GLOBAL, START)  # scopes never evicted
+
+
+def keep_after_eviction(capacity: int) -> int:
+    """How many entries survive an eviction pass: 10 % headroom, so a pass (one sort) runs once
+    per capacity/10 new entries instead of on every new entry."""
+    return max(1, capacity - capacity // 10)
 
 
 class Trending:
     """Decayed counts per scope. By default an event counts globally and in its item's category;
-    `scopes_of` replaces that (the context model counts per device and time of day instead)."""
+    `scopes_of` replaces that (the context model counts per device and time of day instead).
+
+    Memory is bounded: at most `max_items` items per scope and `max_scopes` scopes. Past either,
+    the coldest go — lowest decayed value (a scope's: the sum of its items'), ties by key — which
+    depends on the input alone, so a replay evicts the same entries."""
 
     def __init__(self, catalog: Catalog, half_life_hours: float = 6.0, top_n: int = 200,
-                 name: str = "trending", scopes_of: Callable[[Interaction], tuple[str, ...]] | None = None):
+                 name: str = "trending", scopes_of: Callable[[Interaction], tuple[str, ...]] | None = None,
+                 max_items: int = 50_000, max_scopes: int = 2_000):
         self.name = name
         self.catalog = catalog
         self.scopes_of = scopes_of
         self.decay = ForwardDecay(half_life_hours * 3600_000)
         self.top_n = top_n
+        self.max_items = max_items
+        self.max_scopes = max(max_scopes, len(PINNED) + 1)
         self.values: dict[str, dict[str, float]] = {}   # scope -> item -> forward-decayed value
         self.tops: dict[str, GrowingTopN] = {}
         self._dirty: set[tuple[str, str]] = set()
@@ -51,19 +67,55 @@ class Trending:
     def _add(self, scope: str, item: str, w: float) -> None:
         vals = self.values.get(scope)
         if vals is None:
+            if len(self.values) >= self.max_scopes:
+                self._evict_scopes()
             vals = self.values[scope] = {}
             self.tops[scope] = GrowingTopN(self.top_n)
         v = vals.get(item, 0.0) + w
         vals[item] = v
         self.tops[scope].offer(item, v)
         self._dirty.add((scope, item))
+        if len(vals) > self.max_items:
+            self._evict_items(scope, vals)
+
+    def _evict_items(self, scope: str, vals: dict[str, float]) -> None:
+        # Worst first in the top's own order (value, then key), so an evicted item is never one
+        # the top holds while a kept one is missing from it (keep >= top_n when capacity allows).
+        keep = max(keep_after_eviction(self.max_items), min(self.max_items, self.top_n))
+        ranked = sorted(vals.items(), key=lambda kv: (-kv[1], kv[0]))
+        top = self.tops[scope]
+        for item, _ in ranked[keep:]:
+            del vals[item]
+            top.discard(item)
+            self._dirty.add((scope, item))
+
+    def _evict_scopes(self) -> None:
+        """Make room for one more scope: keep the hottest, never the pinned ones."""
+        heat = sorted((-math.fsum(vals.values()), scope) for scope, vals in self.values.items()
+                      if scope not in PINNED)
+        pinned = len(self.values) - len(heat)
+        keep = max(0, min(keep_after_eviction(self.max_scopes), self.max_scopes - 1) - pinned)
+        for _, scope in heat[keep:]:
+            self._drop_scope(scope)
+
+    def _drop_scope(self, scope: str) -> None:
+        for item in self.values.pop(scope):
+            self._dirty.add((scope, item))
+        del self.tops[scope]
 
     def _rescale(self, mult: float) -> None:
-        for scope, vals in self.values.items():
-            for item in vals:
-                vals[item] *= mult
+        for scope in list(self.values):
+            vals = self.values[scope]
+            for item in list(vals):
+                v = vals[item] * mult
+                if v:
+                    vals[item] = v
+                else:  # underflowed after a long quiet gap: no signal left, and no row
+                    del vals[item]
                 self._dirty.add((scope, item))
             self.tops[scope].scale(mult)
+            if not vals:
+                self._drop_scope(scope)
 
     # -- reading (never writes) -----------------------------------------------------------
     def top(self, category: str | None = None) -> list[tuple[str, float]]:
@@ -89,15 +141,19 @@ class Trending:
 
     # -- persistence ----------------------------------------------------------------------
     def export_dirty(self) -> dict[str, object]:
-        rows: dict[str, object] = {f"{scope}\x1f{item}": self.values[scope][item]
+        """Changed rows since the last call; None deletes an evicted one."""
+        rows: dict[str, object] = {rowkeys.key(scope, item): self.values.get(scope, {}).get(item)
                                    for scope, item in self._dirty}
         self._dirty.clear()
         return self.decay.stamp(rows)
 
+    def mark_all_dirty(self) -> None:
+        self._dirty.update((scope, item) for scope, vals in self.values.items() for item in vals)
+
     def import_rows(self, rows: dict[str, object]) -> None:
         self.decay.take_landmark(rows)
-        for key in sorted(rows):
-            scope, item = key.split("\x1f", 1)
+        for key in sorted(filter(rowkeys.is_data, rows)):
+            scope, item = rowkeys.parts(key)
             self.values.setdefault(scope, {})[item] = rows[key]
         for scope, vals in self.values.items():
             top = self.tops[scope] = GrowingTopN(self.top_n)

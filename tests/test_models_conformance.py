@@ -16,6 +16,7 @@ from online_models.covisitation import CoVisitation
 from online_models.events import Interaction
 from online_models.exploration import SourceBandit
 from online_models.mf import OnlineMF
+from online_models.topn import GrowingTopN
 from online_models.trending import Trending
 from online_models.user_state import UserState
 
@@ -125,3 +126,60 @@ def test_unseen_users_and_items_get_neutral_answers(name):
     out = read(model, UserState())  # nothing learned, nobody known: no exception, empty-ish answers
     flat = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
     assert b"i1" not in flat or name == "bandit"
+
+
+YEAR_MS = 365 * 24 * 3600_000
+
+
+def across_a_year_gap(name: str):
+    """The synthetic stream, then a year of silence, then another stream (issue 14's crash:
+    the rescale after the gap drove old values to 0.0 and broke the sorted tops)."""
+    before = synthetic.events(400)
+    after = [dict(e, event_id=e["event_id"] + "+y", ts=e["ts"] + YEAR_MS) for e in synthetic.events(400, seed=8)]
+    factory, _ = MODELS[name]
+    cat = make_catalog()
+    model, users = factory(cat), {}
+    for e in before + after:
+        ev = Interaction.from_dict(e)
+        user = users.setdefault(ev.user_id, UserState())
+        model.learn_one(ev, user)
+        user.apply(ev)
+    return model, users, cat, after
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_models_keep_working_after_a_year_without_events(name):
+    model, users, cat, after = across_a_year_gap(name)
+    assert answer(name, model, users)
+    rows = orjson.loads(orjson.dumps(model.export_dirty()))
+    fresh = MODELS[name][0](cat)
+    fresh.import_rows({k: v for k, v in rows.items() if v is not None})
+    assert answer(name, fresh, users) == answer(name, model, users)
+
+
+def test_trending_after_a_year_gap_is_what_the_new_events_alone_give():
+    """6 h half-life: a year is 1,460 half-lives, so the old counts underflow to nothing; they go,
+    rows included, and the model is exactly one that saw only the events after the gap."""
+    model, _, cat, after = across_a_year_gap("trending")
+    only_after, users = Trending(cat), {}
+    for e in after:
+        ev = Interaction.from_dict(e)
+        user = users.setdefault(ev.user_id, UserState())
+        only_after.learn_one(ev, user)
+        user.apply(ev)
+    assert model.values == only_after.values and model.decay.landmark == only_after.decay.landmark
+    assert [model.top(c) for c in ("", "shoes", "^start")] == [only_after.top(c) for c in ("", "shoes", "^start")]
+
+
+def test_topn_stays_sorted_when_scaling_makes_values_tie_or_vanish():
+    top = GrowingTopN(5)
+    for k, v in enumerate([3.0, 2.0, 1.5, 1.0, 1.25]):
+        top.offer(f"k{k}", v * 2.0 ** -1000)
+    top.scale(2.0 ** -73)   # subnormal: k4's 1.25 rounds down to k3's 1.0, and the tie breaks on the key
+    assert top.head(5) == sorted(top.head(5))
+    top.offer("k3", 1.0)    # the bisect must find k3's own entry
+    assert top.items()[0] == ("k3", 1.0) and len(top) == 5
+    top.scale(2.0 ** -1100)  # everything underflows: nothing left to rank
+    assert len(top) == 0 and top.items() == []
+    top.offer("k9", 1.0)
+    assert top.items() == [("k9", 1.0)]

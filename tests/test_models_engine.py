@@ -147,3 +147,16 @@ def test_outputs_do_not_depend_on_the_interpreters_hash_seed():
                              check=True, cwd=root)
         digests.add(out.stdout.strip())
     assert len(digests) == 1 and len(next(iter(digests))) == 64
+
+
+def test_a_year_without_events_neither_crashes_nor_breaks_restore(tmp_path):
+    """Issue 14's crash, end to end: after a year of silence every decayed model rescales."""
+    year = 365 * 24 * 3600_000
+    events = synthetic.events(300) + [dict(e, event_id=e["event_id"] + "+y", ts=e["ts"] + year)
+                                      for e in synthetic.events(300, seed=8)]
+    store = PartitionStore(tmp_path / "s")
+    original = Engine(store, catalog(), CONFIG)
+    run(original, events[:400])
+    original.checkpoint(400)
+    restored = Engine(store, catalog(), CONFIG)
+    assert run(restored, events[400:], checkpoint_every=10_000) == run(original, events[400:], checkpoint_every=10_000)
