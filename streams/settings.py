@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     model_version: str = "v1"
     exclude_purchased: bool = True
     variants: list[VariantSettings] = Field(default_factory=list)
+    # capacities of the models (past one, the coldest entries are evicted; README "What bounds memory")
+    trending_max_items: int = Field(EngineConfig.trending_max_items, ge=1, description="items per trending scope")
+    trending_max_scopes: int = Field(EngineConfig.trending_max_scopes, ge=3, description="trending scopes (categories)")
+    context_max_items: int = Field(EngineConfig.context_max_items, ge=1, description="items per context scope")
+    context_max_scopes: int = Field(EngineConfig.context_max_scopes, ge=3, description="context scopes (devices)")
+    covisit_max_items: int = Field(EngineConfig.covisit_max_items, ge=2, description="co-visitation rows")
+    mf_max_items: int = Field(EngineConfig.mf_max_items, ge=2, description="MF item factors")
 
     # Operations
     metrics_port: int = Field(9100, ge=0, le=65535, description="0 disables the HTTP endpoint")
@@ -132,9 +139,12 @@ class Settings(BaseSettings):
             for v in self.variants
         ) or (Variant(),)
         return EngineConfig(k=self.k, model_version=self.model_version,
-                            exclude_purchased=self.exclude_purchased, variants=variants)
+                            exclude_purchased=self.exclude_purchased, variants=variants,
+                            **{name: getattr(self, name) for name in CAPACITIES})
 
 
+CAPACITIES = ("trending_max_items", "trending_max_scopes", "context_max_items", "context_max_scopes",
+              "covisit_max_items", "mf_max_items")
 ENV_PREFIX = "RECO_"
 JSON_FIELDS = ("kafka_extra", "variants")  # given as JSON in the environment
 
