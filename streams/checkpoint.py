@@ -24,6 +24,7 @@ from typing import Callable
 
 import os
 import signal
+import time
 
 from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
@@ -44,10 +45,12 @@ class DeliveryFailed(RuntimeError):
 
 class Checkpointer:
     def __init__(self, producer: Producer, changelog_topic: str, input_topic: str, metrics: Metrics,
-                 delivery_timeout_s: float = 30.0, fault_kill_at: int = 0, snapshot_min_records: int = 20_000):
+                 delivery_timeout_s: float = 30.0, fault_kill_at: int = 0, snapshot_min_records: int = 20_000,
+                 snapshot_max_age_s: float = 6 * 3600):
         self.producer = producer
         self.corrections: dict[int, dict[bytes, bytes | None]] = {}  # rewritten in a partition's next interval
         self.snapshot_min_records = snapshot_min_records
+        self.snapshot_max_age_s = snapshot_max_age_s
         self._fault_kill_at = fault_kill_at  # tests: SIGKILL inside the n-th checkpoint's changelog writes
         self._checkpoints = 0
         self.delivery_timeout_s = delivery_timeout_s
@@ -141,6 +144,8 @@ class Checkpointer:
 
     def _snapshot_due(self, meta: dict) -> bool:
         log_records = meta.get("log_records", 0)
+        if log_records and time.time() - meta.setdefault("snapshot_at", time.time()) > self.snapshot_max_age_s:
+            return True  # bounds how long a fenced owner's last write can shadow a key (decision 0014)
         return log_records > self.snapshot_min_records and log_records > SNAPSHOT_FACTOR * meta.get("snapshot_rows", 0)
 
     def snapshot(self, partition: int, engine: Engine) -> int:
@@ -160,7 +165,7 @@ class Checkpointer:
         key, value = commit_record(meta["epoch"], seq, store.position)
         self.produce(self.changelog_topic, key, value, partition=partition, headers=headers)
         self.flush()
-        meta.update(seq=seq, log_records=rows + 2, snapshot_rows=rows, since=offsets[0])
+        meta.update(seq=seq, log_records=rows + 2, snapshot_rows=rows, since=offsets[0], snapshot_at=time.time())
         store.write({}, None, meta)
         self.metrics.snapshots.inc()
         log.info("partition %d: changelog snapshot of %d rows at offset %d", partition, rows, offsets[0])

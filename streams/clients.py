@@ -100,15 +100,25 @@ def admin(settings: Settings) -> AdminClient:
 def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
     """Every topic the engine uses and its configuration."""
     compact = {"cleanup.policy": "compact"}
+    # Topics that hold user ids: on Apache Kafka an old record (a forgotten user's list or state)
+    # is compacted away within max.compaction.lag.ms, segments roll every segment.ms so the active
+    # one is not exempt for long. The changelog also keeps records uncompacted for two snapshot
+    # periods: a key a fenced owner wrote last is rewritten by a snapshot before its committed
+    # value could be compacted away (decision 0014).
+    bounded = {**compact, "max.compaction.lag.ms": str(settings.compaction_max_lag_ms),
+               "segment.ms": str(settings.segment_ms)}
+    min_lag_ms = int(2 * settings.snapshot_max_age_s * 1000)
+    changelog = {**bounded, "min.compaction.lag.ms": str(min_lag_ms),
+                 "max.compaction.lag.ms": str(max(settings.compaction_max_lag_ms, min_lag_ms))}
     return {
         # The broker stamps the record time: a producer cannot date an event's record in 2099
         # to slip it past ts_in_future, and replays see the stored stamp (decision 0003).
         settings.interactions_topic: {"message.timestamp.type": "LogAppendTime"},
         settings.items_topic: compact,
-        settings.recommendations_topic: compact,
+        settings.recommendations_topic: bounded,
         settings.dlq_topic: {},
         settings.control_topic: {},
-        settings.changelog_topic: compact,
+        settings.changelog_topic: changelog,
     }
 
 

@@ -77,7 +77,8 @@ class Worker:
         self._admin = clients.admin(settings)
         self.checkpointer = Checkpointer(self._producer, settings.changelog_topic,
                                          settings.interactions_topic, self.metrics, settings.delivery_timeout_s,
-                                         settings.fault_kill_in_checkpoint, settings.snapshot_min_records)
+                                         settings.fault_kill_in_checkpoint, settings.snapshot_min_records,
+                                         settings.snapshot_max_age_s)
         self._catalog_feed: CatalogFeed | None = None
         self._last_checkpoint = time.monotonic()
         self._last_gauges = 0.0

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     restore_stall_s: float = Field(60.0, gt=0, description="a changelog restore that reads nothing this long fails")
     snapshot_min_records: int = Field(20_000, ge=1, description="a changelog snapshot is written once the "
                                       "log since the last one holds this many records and twice the state's rows")
+    snapshot_max_age_s: float = Field(6 * 3600, gt=0, description="... or once the last one is this old "
+                                      "(wall time) and the changelog has moved since")
+    compaction_max_lag_ms: int = Field(86_400_000, ge=60_000, description="created compacted topics that hold user "
+                                       "ids compact an old record within this time (Apache Kafka)")
+    segment_ms: int = Field(3_600_000, ge=60_000, description="created compacted topics roll segments this often")
     fault_kill_in_checkpoint: int = Field(0, ge=0, description="tests only: SIGKILL the worker half-way "
                                           "through the changelog writes of its n-th checkpoint")
     catalog_wait_ms: int = Field(500, ge=0, le=60_000, description="before an event, wait at most this long "
