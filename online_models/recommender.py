@@ -49,16 +49,16 @@ SEED_REASONS = {  # why a co-visited item is there: what the user did with the s
 }
 
 
-def _strongest(user: UserState, item: str) -> str:
-    """The strongest positive event type the user's recent history holds for `item`
-    (ties by name, so a view and a click of equal weight read as "viewed")."""
-    _, strongest = max(((TYPE_WEIGHT.get(t, 0.0), t) for i, _, t in user.recent if i == item),
-                       default=(0.0, "view"))
-    return strongest if strongest in RECENT_REASONS else "view"
-
-
-def _recent_reason(user: UserState, item: str) -> str:
-    return RECENT_REASONS[_strongest(user, item)]
+def _strongest_kinds(user: UserState) -> dict[str, str]:
+    """Item -> the strongest positive event type the user's recent history holds for it
+    (ties by name, so a view and a click of equal weight read as "viewed"). One pass."""
+    best: dict[str, tuple[float, str]] = {}
+    for item, _, kind in user.recent:
+        cand = (TYPE_WEIGHT.get(kind, 0.0), kind)
+        cur = best.get(item)
+        if cur is None or cand > cur:
+            best[item] = cand
+    return {item: kind if kind in RECENT_REASONS else "view" for item, (_, kind) in best.items()}
 
 
 class Recommender:
@@ -237,14 +237,21 @@ class Recommender:
         rows = self.covisit.rows
         seed_rows = [(seed, row) for seed in seeds if (row := rows.get(seed)) is not None]
         hops: list[tuple[str, dict]] | None = None  # built on first need
+        kinds: dict[str, str] | None = None
+
+        def kind(item: str) -> str:
+            nonlocal kinds
+            if kinds is None:
+                kinds = _strongest_kinds(user)
+            return kinds.get(item, "view")
 
         def explain(item: str, score: float) -> Scored:
             nonlocal hops
             if item in seed_set:
-                return Scored(item, score, _recent_reason(user, item), "recent")
+                return Scored(item, score, RECENT_REASONS[kind(item)], "recent")
             for seed, row in seed_rows:
                 if item in row:
-                    return Scored(item, score, SEED_REASONS[_strongest(user, seed)].format(seed), "covisit")
+                    return Scored(item, score, SEED_REASONS[kind(seed)].format(seed), "covisit")
             if item not in tagged and seeds and self.config.two_hop:
                 if hops is None:
                     hops = [(b, rows.get(b, {})) for b, _ in
