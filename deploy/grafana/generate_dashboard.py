@@ -75,8 +75,10 @@ ROWS: list[tuple[str, list[dict]]] = [
         dict(title="Dead-lettered share of consumed events", unit="percentunit", targets=[
             (f"sum(rate(reco_dlq_writes_total{SEL}{RI})) / sum(rate(reco_events_consumed_total{SEL}{RI}))", "DLQ share")],
             description="Alert RecoDeadLetterRateHigh: > 5% (and > 0.1/s) for 10 minutes"),
-        dict(title="Offset resets (1 h)", unit="short", targets=[
-            (f"sum by (topic) (increase(reco_offset_resets_total{SEL}[1h]))", "{{topic}}")]),
+        dict(title="Offset resets and recreated topics (1 h)", unit="short", targets=[
+            (f"sum by (topic) (increase(reco_offset_resets_total{SEL}[1h]))", "reset {{topic}}"),
+            (f"sum by (topic) (increase(reco_topic_recreated_total{SEL}[1h]))", "recreated {{topic}}")],
+            description="A recreated topic (new topic id) under stored state is read from its start, keeping the state"),
     ]),
     ("Live quality", [
         dict(title="Live HR@K per variant", unit="percentunit", targets=[
@@ -100,6 +102,8 @@ ROWS: list[tuple[str, list[dict]]] = [
         dict(title="Restore progress", unit="short", targets=[
             (f"sum by (partition) (reco_restore_remaining_records{SEL})", "remaining p{{partition}}"),
             (f"sum(rate(reco_restored_records_total{SEL}{RI}))", "restored /s")]),
+        dict(title="Changelog snapshots (1 h)", unit="stat:short", targets=[
+            (f"sum(increase(reco_changelog_snapshots_total{SEL}[1h]))", "snapshots")]),
         dict(title="Users forgotten (1 h)", unit="stat:short", targets=[
             (f"sum(increase(reco_users_forgotten_total{SEL}[1h]))", "forgotten")]),
     ]),
