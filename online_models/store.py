@@ -45,6 +45,7 @@ class PartitionStore:
             self.path.mkdir(parents=True, exist_ok=True)
             opts.create_if_missing(True)
             self._db = Rdict(str(self.path), options=opts)
+        self._opts = opts
         self.position: int | None = None
         self.meta: dict = {}
         self.reload_position()
@@ -75,6 +76,18 @@ class PartitionStore:
             self.position = position
         if meta is not None:
             self.meta = meta
+
+    def erase(self, keys: list[bytes]) -> None:
+        """Make deleted rows unreadable on disk too: flush the memtable (the WAL that held the
+        values is dropped) and compact the keys' range, so no file keeps the old values."""
+        if not keys:
+            return
+        self._db.flush()
+        self._db.compact_range(min(keys), max(keys) + b"\x00")
+        # The MANIFEST still names the removed files' first and last keys: reopening writes a new
+        # one listing the live files only.
+        self._db.close()
+        self._db = Rdict(str(self.path), options=self._opts)
 
     def rows(self) -> Iterator[tuple[bytes, bytes]]:
         """Every data row (users and models), in key order: what a snapshot copies."""

@@ -29,6 +29,7 @@ import time
 from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from online_models.engine import Engine
+from online_models.store import USER
 
 from .changelog import commit_record, row_headers, snapshot_record
 from .metrics import Metrics
@@ -134,6 +135,7 @@ class Checkpointer:
         self.flush()
         for partition, (engine, rows, position, meta) in staged.items():
             engine.store.write(rows, position, meta)
+            engine.store.erase([k for k, v in rows.items() if v is None and k.startswith(USER)])  # forgotten users
         snapshots = [TopicPartition(self.changelog_topic, p, self.snapshot(p, engine))
                      for p, (engine, _, _, meta) in staged.items() if self._snapshot_due(meta)]
         if commit_offsets:

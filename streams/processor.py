@@ -31,6 +31,7 @@ from .record_time import RecordClock
 from .changelog import claim_record, fence_record, new_epoch
 from .restore import RestoreJob, topic_ids
 from .settings import Settings
+from .state_dump import partition_stores
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Worker:
         self.catalog = Catalog()
         self.shards: dict[int, Engine] = {}
         self.restoring: dict[int, Acquiring] = {}   # assigned, paused until fenced, restored and claimed
+        self._unowned_since: dict[int, float] = {}   # stores on disk of partitions owned elsewhere
         self.next_offset: dict[int, int] = {}       # per partition: first offset not yet applied
         self.uncheckpointed: dict[int, int] = {}    # per partition: position to write at the next checkpoint
         self.last_event_ts: dict[int, int] = {}
@@ -513,10 +515,31 @@ class Worker:
         self._outage = False
         self.health.set_ready(True)
 
+    def _remove_stale_stores(self) -> None:
+        """A store this worker does not own is a copy of state that moved elsewhere (forgotten users
+        included): kept for RECO_STALE_STORE_DELAY_S for a quick return (it catches up from its
+        fence), then removed — as Kafka Streams' state.cleanup.delay.ms does."""
+        now = time.monotonic()
+        for partition, path in partition_stores(self.settings.state_dir, self.settings.interactions_topic).items():
+            if partition in self.shards or partition in self.restoring:
+                self._unowned_since.pop(partition, None)
+                continue
+            if now - self._unowned_since.setdefault(partition, now) < self.settings.stale_store_delay_s:
+                continue
+            try:
+                store = PartitionStore(path)
+            except Exception:  # noqa: BLE001 — locked by another worker on this state dir: theirs
+                continue
+            store.destroy()
+            self._unowned_since.pop(partition, None)
+            log.info("removed the store of partition %d: owned elsewhere for over %.0f s", partition,
+                     self.settings.stale_store_delay_s)
+
     def _update_gauges(self) -> None:
         self._last_gauges = time.monotonic()
         topic = self.settings.interactions_topic
         self._probe_broker()
+        self._remove_stale_stores()
         now_ms = time.time() * 1000
         for p, engine in self.shards.items():
             _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
