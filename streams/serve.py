@@ -19,15 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
+import sys
 import time
 
+import click
 import faust
 import orjson
+from faust.exceptions import ConsistencyError
 from faust.web import Request, Response, View
 
 from . import clients
 from .decode import CONTROL_HEADER, FORGET_USER, Rejected, decode_forget, dlq_headers
+from .serve_guard import RateLimit, authorized, invalid_user_id
+from .serve_logs import quiet_libraries
+from .serve_startup import ServeError, TopicWatch, broker_lost, check_port, serving_partitions, table_changelog
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,7 +63,32 @@ def _broker_credentials(settings: Settings):
     return faust.SSLCredentials(context) if context is not None else None
 
 
-def build_app(settings: Settings) -> faust.App:
+class ServeHealth:
+    """Ready once faust has restored the table and started the web server, and not while an
+    agent is down: from its failure until it handles a record again (faust restarts a crashed
+    agent at once, so a crash loop would otherwise look healthy)."""
+
+    def __init__(self):
+        self.started = False
+        self.down: dict[str, str] = {}  # agent -> why
+
+    def failed(self, agent: str, error: BaseException) -> None:
+        self.down[agent] = f"agent {agent} failed: {type(error).__name__}: {error}"
+
+    def handled(self, agent: str) -> None:
+        self.down.pop(agent, None)
+
+    def not_ready(self) -> str | None:
+        if not self.started:
+            return "starting"
+        return "; ".join(self.down.values()) or None
+
+
+def build_app(settings: Settings, partitions: int | None = None, health: ServeHealth | None = None,
+              watch: TopicWatch | None = None) -> faust.App:
+    """`partitions`: of the serving table, = `recommendations`' (see serve_startup)."""
+    partitions = partitions or settings.partitions
+    health = health or ServeHealth()
     app = faust.App(
         settings.serve_group_id,
         broker=";".join(f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(",")),
@@ -65,7 +97,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=max(settings.session_timeout_ms / 5000, 0.5),
         store="memory://",
         datadir=str(settings.state_dir / "serve"),
-        topic_partitions=settings.partitions,
+        topic_partitions=partitions,
         web_host=settings.serve_host,
         web_port=settings.serve_port,
         canonical_url=f"http://{settings.serve_advertised_host}:{settings.serve_port}",
@@ -76,45 +108,92 @@ def build_app(settings: Settings) -> faust.App:
     control = app.topic(settings.control_topic, **raw)
     interactions = app.topic(settings.interactions_topic, **raw)
     dlq = app.topic(settings.dlq_topic, **raw)
-    table = app.Table(TABLE, default=None, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+    table = app.Table(TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes)
+    token = settings.serve_token.get_secret_value() if settings.serve_token else None
+    writes = RateLimit(settings.serve_write_rate)
 
     @app.agent(recommendations)
     async def serve_recommendations(stream):
         """The latest list per user; a tombstone (a forgotten user) removes it."""
         async for event in stream.events():
-            user = event.key
-            if event.value is None:
-                if user in table:
-                    del table[user]
-            else:
-                table[user] = event.value
+            try:
+                user = event.key
+                if event.value is None:
+                    if user in table:
+                        del table[user]
+                else:
+                    table[user] = event.value
+            except Exception as e:
+                health.failed("serve_recommendations", e)
+                raise
+            health.handled("serve_recommendations")
+
+    metadata = {"admin": None, "count": 0, "at": float("-inf")}
+
+    def admin():
+        """One admin client for the process: a burst of requests costs no new clients."""
+        if metadata["admin"] is None:
+            metadata["admin"] = clients.admin(settings)
+        return metadata["admin"]
 
     async def interaction_partitions() -> int:
+        """Re-read at most every 10 s."""
         def count() -> int:
-            meta = clients.admin(settings).list_topics(settings.interactions_topic, timeout=10)
+            meta = admin().list_topics(settings.interactions_topic, timeout=10)
             return len(meta.topics[settings.interactions_topic].partitions)
-        return await asyncio.to_thread(count)
+        if time.monotonic() - metadata["at"] > 10 or not metadata["count"]:
+            metadata["count"], metadata["at"] = await asyncio.to_thread(count), time.monotonic()
+        return metadata["count"]
 
     @app.agent(control)
     async def apply_control(stream):
         async for event in stream.events():
-            request = decode_forget(event.key, event.value)
-            if isinstance(request, Rejected):
-                log.warning("bad control request (%s): %s", request.code, request.reason)
-                await dlq.send(key=event.key, value=event.value, headers=dlq_headers(
-                    request.code, request.reason, settings.control_topic, event.message.partition,
-                    event.message.offset))
-                continue
-            for p in range(await interaction_partitions()):
-                await interactions.send(key=event.key, value=event.value, partition=p,
-                                        headers=[(CONTROL_HEADER, FORGET_USER)])
+            try:
+                request = decode_forget(event.key, event.value)
+                if isinstance(request, Rejected):
+                    log.warning("bad control request (%s): %s", request.code, request.reason)
+                    await dlq.send(key=event.key, value=event.value, headers=dlq_headers(
+                        request.code, request.reason, settings.control_topic, event.message.partition,
+                        event.message.offset))
+                    continue
+                for p in range(await interaction_partitions()):
+                    await interactions.send(key=event.key, value=event.value, partition=p,
+                                            headers=[(CONTROL_HEADER, FORGET_USER)])
+            except Exception as e:
+                health.failed("apply_control", e)
+                raise
+            health.handled("apply_control")
             log.info("forget-user request forwarded to the engine")
+
+    if watch is not None:
+        @app.timer(5.0)
+        async def recommendations_topic_unchanged():
+            await asyncio.to_thread(watch.check)  # a ServeError here stops the app (see serve())
+
+    def refused(view: View, request: Request, user_id: str) -> Response | None:
+        """Why a write request is not taken (401, 429, 400), or None. The token is checked
+        first, so that without it nothing is learnt about ids or the rate."""
+        if not authorized(request.headers.get("Authorization"), token):
+            return view.json({"error": "missing or wrong bearer token (Authorization: Bearer <RECO_SERVE_TOKEN>)"},
+                             status=401, headers={"WWW-Authenticate": "Bearer"})
+        if not writes.allow():
+            return view.json({"error": f"too many write requests (over {settings.serve_write_rate:g}/s; "
+                                       "RECO_SERVE_WRITE_RATE)"},
+                             status=429, headers={"Retry-After": str(writes.retry_after_s())})
+        return bad_id(view, user_id)
+
+    def bad_id(view: View, user_id: str) -> Response | None:
+        reason = invalid_user_id(user_id, forget_request)
+        return None if reason is None else view.json({"error": f"invalid user id: {reason}"}, status=400)
 
     @app.page("/recommendations/{user_id}", name="recommendations-no-slash")  # either spelling works
     @app.page("/recommendations/{user_id}/")
     class Recommendations(View):
-        @app.table_route(table=table, match_info="user_id")
         async def get(self, request: Request, user_id: str) -> Response:
+            return bad_id(self, user_id) or await self.routed(request, user_id=user_id)
+
+        @app.table_route(table=table, match_info="user_id")
+        async def routed(self, request: Request, user_id: str) -> Response:
             value = table.get(user_id.encode())
             if value is None:
                 return self.json({"error": "no recommendations for this user"}, status=404)
@@ -124,16 +203,66 @@ def build_app(settings: Settings) -> faust.App:
     @app.page("/users/{user_id}/forget/")
     class Forget(View):
         async def post(self, request: Request, user_id: str) -> Response:
+            refusal = refused(self, request, user_id)
+            if refusal is not None:
+                return refusal
             await control.send(key=user_id.encode(), value=forget_request(user_id))
             return self.json({"user_id": user_id, "status": "accepted"}, status=202)
+
+    @app.page("/healthz")
+    class Healthz(View):
+        async def get(self, request: Request) -> Response:
+            return self.text("ok\n")
+
+    @app.page("/readyz")
+    class Readyz(View):
+        async def get(self, request: Request) -> Response:
+            why = health.not_ready()
+            return self.text("ready\n") if why is None else self.text(f"not ready: {why}\n", status=503)
 
     return app
 
 
+class _Worker(faust.Worker):
+    """faust's worker, saying where it serves once the table is restored and the web server up."""
+
+    def __init__(self, app: faust.App, settings: Settings, health: ServeHealth, **kwargs):
+        super().__init__(app, **kwargs)
+        self.settings, self.health = settings, health
+        self.spinner = None  # faust's progress spinner writes terminal escapes even to files
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        self.health.started = True
+        click.echo(f"serving on http://{self.settings.serve_host}:{self.settings.serve_port}")
+
+    def _crash(self, reason: BaseException) -> None:
+        """A crash `reco serve` can name ends the process with that one line, at once: there is
+        nothing to save (the table is in memory and mirrors topics the broker lost), and a stop
+        through faust prints the tracebacks of clients still retrying a broker that is gone."""
+        if isinstance(reason, ConsistencyError):  # the table read further than its changelog now goes
+            reason = ServeError(broker_lost(self.settings, f"{table_changelog(self.settings, TABLE)} is "
+                                            "behind what this process already read"))
+        if isinstance(reason, ServeError):
+            click.echo(f"Error: {reason}", err=True)
+            sys.stdout.flush()
+            os._exit(1)
+        super()._crash(reason)
+
+
 def serve(settings: Settings) -> None:
-    """Run the faust worker in the foreground until SIGTERM/SIGINT."""
-    clients.ensure_topics(settings)
+    """Run the faust worker in the foreground until SIGTERM/SIGINT. Whatever stops it for a
+    reason it can name ends in one line (click.ClickException), not a traceback."""
+    quiet_libraries(settings.log_level, explained=(ConsistencyError, ServeError))
+    try:
+        check_port(settings.serve_host, settings.serve_port)
+        clients.ensure_topics(settings)
+        partitions = serving_partitions(settings, TABLE)
+        watch = TopicWatch(settings)
+    except (ServeError, clients.TopologyError) as e:
+        raise click.ClickException(str(e)) from None
     (settings.state_dir / "serve").mkdir(parents=True, exist_ok=True)
-    app = build_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    health = ServeHealth()
+    app = build_app(settings, partitions, health, watch)
+    worker = _Worker(app, settings, health, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
     worker.execute_from_commandline()

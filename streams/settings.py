@@ -98,10 +98,13 @@ class Settings(BaseSettings):
     metrics_host: str = "0.0.0.0"
     # Serving app (`reco serve`, faust-streaming)
     serve_group_id: str = "reco-serve"
-    serve_host: str = "0.0.0.0"
+    serve_host: str = Field("127.0.0.1", description="address `reco serve` listens on (0.0.0.0: every interface)")
     serve_port: int = Field(6066, ge=1, le=65535, description="HTTP port of `reco serve`")
     serve_advertised_host: str = Field("127.0.0.1", description="how other `reco serve` processes reach this one")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    serve_token: SecretStr | None = Field(None, description="bearer token the write endpoints of `reco serve` require")
+    serve_write_rate: float = Field(20.0, gt=0, description="write requests per second one `reco serve` accepts "
+                                    "(bursts up to as many); more get 429")
 
     @field_validator("variants")
     @classmethod
