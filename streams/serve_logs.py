@@ -23,8 +23,8 @@ class _LibraryRepeats(_FirstOfEachMessage):
 
 
 class _Explained(logging.Filter):
-    """Drops the libraries' tracebacks (and mode's "We experienced a crash!") for the errors
-    `reco serve` ends with a one-line message of its own."""
+    """Drops the libraries' tracebacks ("Crashed reason=…") for the errors `reco serve` ends
+    with a one-line message of its own."""
 
     def __init__(self, explained: tuple[type[BaseException], ...]):
         super().__init__()
@@ -33,8 +33,6 @@ class _Explained(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not _from_library(record):
             return True
-        if "We experienced a crash" in record.getMessage():
-            return False
         error = record.exc_info[1] if record.exc_info else None
         if error is None and record.args:  # log.exception("Crashed reason=%r", reason) after the fact
             args = record.args if isinstance(record.args, tuple) else (record.args,)

@@ -164,3 +164,20 @@ def test_invalid_ids_token_and_rate(settings_factory, tmp_path):
         assert "t0ken-s3cret" not in log.read_text()
     finally:
         assert stop(proc) == 0
+
+
+def test_not_ready_while_an_agent_is_down():
+    """What /readyz reports (the agents call failed/handled): a crashed agent that faust restarted
+    at once is still down until it handles a record."""
+    from streams.serve import ServeHealth
+
+    health = ServeHealth()
+    assert health.not_ready() == "starting"
+    health.started = True
+    assert health.not_ready() is None
+    health.failed("serve_recommendations", KeyError("partition 3"))
+    assert health.not_ready() == "agent serve_recommendations failed: KeyError: 'partition 3'"
+    health.handled("apply_control")
+    assert health.not_ready() is not None
+    health.handled("serve_recommendations")
+    assert health.not_ready() is None
