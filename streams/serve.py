@@ -13,6 +13,12 @@ the worker deletes the user's state row (a changelog tombstone follows at its ch
 where it knew the user, tombstones their list on `recommendations`, which removes it here too.
 Every partition gets a marker because the engine cannot know how producers partitioned the user.
 
+Write endpoints need `Authorization: Bearer <RECO_SERVE_TOKEN>` when that is set, are
+rate-limited, and refuse ids the worker would refuse (serve_guard); `/readyz` says whether the
+table is restored and both agents are up. What would end in a traceback or a crash loop — a busy
+port, a broker that lost its topics, a table changelog of another partition count — ends in one
+line (serve_startup), and faust's own log lines are quietened (serve_logs).
+
 Nothing here is on the per-event path: the serving agent sees one record per published list.
 """
 from __future__ import annotations
@@ -33,6 +39,7 @@ from faust.web import Request, Response, View
 from . import clients
 from .decode import CONTROL_HEADER, FORGET_USER, Rejected, decode_forget, dlq_headers
 from .serve_guard import RateLimit, authorized, invalid_user_id
+from .serve_health import ServeHealth
 from .serve_logs import quiet_libraries
 from .serve_startup import ServeError, TopicWatch, broker_lost, check_port, serving_partitions, table_changelog
 from .settings import Settings
@@ -61,27 +68,6 @@ def _broker_credentials(settings: Settings):
         return faust.SASLCredentials(username=settings.sasl_username or "", password=password,
                                      mechanism=settings.sasl_mechanism or "PLAIN", ssl_context=context)
     return faust.SSLCredentials(context) if context is not None else None
-
-
-class ServeHealth:
-    """Ready once faust has restored the table and started the web server, and not while an
-    agent is down: from its failure until it handles a record again (faust restarts a crashed
-    agent at once, so a crash loop would otherwise look healthy)."""
-
-    def __init__(self):
-        self.started = False
-        self.down: dict[str, str] = {}  # agent -> why
-
-    def failed(self, agent: str, error: BaseException) -> None:
-        self.down[agent] = f"agent {agent} failed: {type(error).__name__}: {error}"
-
-    def handled(self, agent: str) -> None:
-        self.down.pop(agent, None)
-
-    def not_ready(self) -> str | None:
-        if not self.started:
-            return "starting"
-        return "; ".join(self.down.values()) or None
 
 
 def build_app(settings: Settings, partitions: int | None = None, health: ServeHealth | None = None,
@@ -190,7 +176,8 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
     @app.page("/recommendations/{user_id}/")
     class Recommendations(View):
         async def get(self, request: Request, user_id: str) -> Response:
-            return bad_id(self, user_id) or await self.routed(request, user_id=user_id)
+            refusal = bad_id(self, user_id)
+            return refusal if refusal is not None else await self.routed(request, user_id=user_id)
 
         @app.table_route(table=table, match_info="user_id")
         async def routed(self, request: Request, user_id: str) -> Response:

@@ -70,12 +70,12 @@ class TopicWatch:
         self._missing_since: float | None = None
 
     def _topic_id(self) -> str | None:
-        from confluent_kafka import TopicCollection
+        from confluent_kafka import KafkaException, TopicCollection
 
         topic = self.settings.recommendations_topic
         try:
             found = self.admin.describe_topics(TopicCollection([topic]), request_timeout=3)[topic].result()
-        except Exception:  # missing, unreachable, or a broker without topic ids
+        except KafkaException:  # missing, unreachable, or a broker without topic ids
             return None
         return str(found.topic_id) if found.topic_id is not None else None
 

@@ -50,8 +50,8 @@ def test_busy_port_is_one_line(settings_factory, tmp_path):
         proc = spawn_serve(s, port, tmp_path / "serve.log")
         assert proc.wait(30) == 1
     out = (tmp_path / "serve.log").read_text().strip().splitlines()
-    assert out == [f"Error: cannot serve on 127.0.0.1:{port}: Address already in use; choose another port "
-                   "with --port / RECO_SERVE_PORT, or another address with RECO_SERVE_HOST"], out
+    assert out == [(f"Error: cannot serve on 127.0.0.1:{port}: Address already in use; choose another port "
+                    "with --port / RECO_SERVE_PORT, or another address with RECO_SERVE_HOST")], out
 
 
 def test_quiet_start_says_where_and_is_ready_then_a_lost_topic_is_one_line(settings_factory, tmp_path):
@@ -78,9 +78,9 @@ def test_quiet_start_says_where_and_is_ready_then_a_lost_topic_is_one_line(setti
     tail = log.read_text()[len(out):]
     assert "Traceback" not in tail and "crash" not in tail, tail
     errors = [line for line in tail.splitlines() if line.startswith("Error: ")]
-    assert errors == [f"Error: the broker at {s.bootstrap_servers} lost its topics ({s.recommendations_topic} "
-                      "has a new topic id: it restarted without its data, or the topic was deleted); start "
-                      "reco serve again"], tail
+    assert errors == [(f"Error: the broker at {s.bootstrap_servers} lost its topics ({s.recommendations_topic} "
+                       "has a new topic id: it restarted without its data, or the topic was deleted); start "
+                       "reco serve again")], tail
 
 
 def test_outage_repeats_collapse(settings_factory, tmp_path):
@@ -169,7 +169,7 @@ def test_invalid_ids_token_and_rate(settings_factory, tmp_path):
 def test_not_ready_while_an_agent_is_down():
     """What /readyz reports (the agents call failed/handled): a crashed agent that faust restarted
     at once is still down until it handles a record."""
-    from streams.serve import ServeHealth
+    from streams.serve_health import ServeHealth
 
     health = ServeHealth()
     assert health.not_ready() == "starting"
