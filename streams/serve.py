@@ -41,7 +41,8 @@ from .decode import CONTROL_HEADER, FORGET_USER, Rejected, decode_forget, dlq_he
 from .serve_guard import RateLimit, authorized, invalid_user_id
 from .serve_health import ServeHealth
 from .serve_logs import quiet_libraries
-from .serve_startup import ServeError, TopicWatch, broker_lost, check_port, serving_partitions, table_changelog
+from .serve_startup import (ServeError, TopicWatch, UnknownTopic, broker_lost, check_port, describe,
+                            serving_partitions, table_changelog)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,10 +124,13 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
         return metadata["admin"]
 
     async def interaction_partitions() -> int:
-        """Re-read at most every 10 s."""
+        """Re-read at most every 10 s (0: missing, or the broker cannot say)."""
         def count() -> int:
-            meta = admin().list_topics(settings.interactions_topic, timeout=10)
-            return len(meta.topics[settings.interactions_topic].partitions)
+            try:
+                found = describe(admin(), settings.interactions_topic, timeout=10)
+            except UnknownTopic:
+                return 0
+            return found.partitions if found is not None else 0
         if time.monotonic() - metadata["at"] > 10 or not metadata["count"]:
             metadata["count"], metadata["at"] = await asyncio.to_thread(count), time.monotonic()
         return metadata["count"]
@@ -142,7 +146,13 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
                         request.code, request.reason, settings.control_topic, event.message.partition,
                         event.message.offset))
                     continue
-                for p in range(await interaction_partitions()):
+                partitions = await interaction_partitions()
+                while not partitions:  # a request waits for the topic rather than being dropped
+                    health.waiting("apply_control", f"{settings.interactions_topic} unknown to the broker; "
+                                   "forget requests wait for it")
+                    await asyncio.sleep(2)
+                    partitions = await interaction_partitions()
+                for p in range(partitions):
                     await interactions.send(key=event.key, value=event.value, partition=p,
                                             headers=[(CONTROL_HEADER, FORGET_USER)])
             except Exception as e:

@@ -14,6 +14,9 @@ class ServeHealth:
     def failed(self, agent: str, error: BaseException) -> None:
         self.down[agent] = f"agent {agent} failed: {type(error).__name__}: {error}"
 
+    def waiting(self, agent: str, why: str) -> None:
+        self.down[agent] = f"agent {agent} waiting: {why}"
+
     def handled(self, agent: str) -> None:
         self.down.pop(agent, None)
 

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import time
+from typing import NamedTuple
 
 from . import clients
 from .settings import Settings
@@ -66,39 +67,48 @@ class TopicWatch:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.admin = clients.admin(settings)  # one for the process
-        self.topic_id = self._topic_id()
+        found = describe(self.admin, settings.recommendations_topic)
+        self.topic_id = found.topic_id if found is not None else None
         self._missing_since: float | None = None
 
-    def _topic_id(self) -> str | None:
-        from confluent_kafka import KafkaException, TopicCollection
-
-        topic = self.settings.recommendations_topic
-        try:
-            found = self.admin.describe_topics(TopicCollection([topic]), request_timeout=3)[topic].result()
-        except KafkaException:  # missing, unreachable, or a broker without topic ids
-            return None
-        return str(found.topic_id) if found.topic_id is not None else None
-
     def check(self) -> None:
-        from confluent_kafka import KafkaError, KafkaException
-
         topic = self.settings.recommendations_topic
         try:
-            meta = self.admin.list_topics(topic, timeout=3).topics.get(topic)
-        except KafkaException:
-            return  # unreachable: an outage, not an answer
-        unknown = meta is None or (meta.error is not None and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART)
-        now = time.monotonic()
-        if unknown:
+            found = describe(self.admin, topic)
+        except UnknownTopic:
+            now = time.monotonic()
             self._missing_since = self._missing_since or now
             if now - self._missing_since >= TOPIC_GONE_AFTER_S:
                 raise ServeError(broker_lost(self.settings, f"{topic} has not existed for {TOPIC_GONE_AFTER_S:.0f} s"))
             return
         self._missing_since = None
-        if meta.error is None and self.topic_id is not None:
-            now_id = self._topic_id()
-            if now_id is not None and now_id != self.topic_id:
-                raise ServeError(broker_lost(self.settings, f"{topic} has a new topic id"))
+        if found is not None and None not in (found.topic_id, self.topic_id) and found.topic_id != self.topic_id:
+            raise ServeError(broker_lost(self.settings, f"{topic} has a new topic id"))
+
+
+class UnknownTopic(LookupError):
+    """The broker says the topic does not exist."""
+
+
+class Described(NamedTuple):
+    partitions: int
+    topic_id: str | None  # None: the broker gives none
+
+
+def describe(admin, topic: str, timeout: float = 3.0) -> Described | None:
+    """A topic's partition count and id; None when the broker cannot be asked (an outage).
+    DescribeTopics, not a metadata request: a metadata request from this client makes a broker
+    that allows it (the embedded one does) auto-create the topic, with default settings."""
+    from confluent_kafka import KafkaError, KafkaException, TopicCollection
+
+    try:
+        found = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic].result()
+    except KafkaException as e:
+        error = e.args[0] if e.args else None
+        if isinstance(error, KafkaError) and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise UnknownTopic(topic) from None
+        return None
+    return Described(len(found.partitions), str(found.topic_id) if found.topic_id is not None else None)
 
 
 def broker_lost(settings: Settings, what: str) -> str:

@@ -16,7 +16,7 @@ from confluent_kafka.admin import NewTopic
 from streams.broker import EmbeddedBroker, free_port
 from streams.clients import admin, ensure_topics
 
-from helpers import produce, wait_until
+from helpers import produce, read_all, wait_until
 from workers import spawn, stop
 
 
@@ -181,3 +181,27 @@ def test_not_ready_while_an_agent_is_down():
     assert health.not_ready() is not None
     health.handled("serve_recommendations")
     assert health.not_ready() is None
+
+
+def test_a_forget_waits_for_a_missing_interactions_topic_not_ready_meanwhile(settings_factory, tmp_path):
+    s = settings_factory()
+    ensure_topics(s)
+    port, log = free_port(), tmp_path / "serve.log"
+    proc = spawn_serve(s, port, log)
+    base = f"http://127.0.0.1:{port}"
+    client = admin(s)
+    try:
+        wait_serving(proc, log, port)
+        client.delete_topics([s.interactions_topic])[s.interactions_topic].result()
+        wait_until(lambda: s.interactions_topic not in client.list_topics(timeout=5).topics, timeout=10)
+        assert request(f"{base}/users/u7/forget/", "POST")[0] == 202
+        wait_until(lambda: request(f"{base}/readyz")[0] == 503, timeout=20, what="not ready", interval=0.3)
+        assert "forget requests wait" in request(f"{base}/readyz")[1]
+        assert s.interactions_topic not in client.list_topics(timeout=5).topics  # not auto-created by serve
+
+        client.create_topics([NewTopic(s.interactions_topic, 2, 1)])[s.interactions_topic].result()
+        wait_until(lambda: request(f"{base}/readyz")[0] == 200, timeout=30, what="ready again", interval=0.3)
+        markers = read_all(s, s.interactions_topic)
+        assert sorted(m.partition() for m in markers if m.key() == b"u7") == [0, 1]
+    finally:
+        assert stop(proc) == 0
