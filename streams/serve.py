@@ -28,6 +28,7 @@ import logging
 import os
 import ssl
 import sys
+import threading
 import time
 
 import click
@@ -203,7 +204,13 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
             refusal = refused(self, request, user_id)
             if refusal is not None:
                 return refusal
-            await control.send(key=user_id.encode(), value=forget_request(user_id))
+            # 202 only once Kafka has the request: buffered, it would be lost if the process stops.
+            try:
+                sent = await control.send(key=user_id.encode(), value=forget_request(user_id))
+                await asyncio.wait_for(asyncio.shield(sent), timeout=settings.delivery_timeout_s)
+            except Exception as e:  # noqa: BLE001 - any failure to deliver is the same answer
+                log.warning("forget-user request not written to %s: %s", settings.control_topic, type(e).__name__)
+                return self.json({"error": "the request could not be written to Kafka; try again"}, status=503)
             return self.json({"user_id": user_id, "status": "accepted"}, status=202)
 
     @app.page("/healthz")
@@ -220,6 +227,14 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
     return app
 
 
+STOP_GRACE_S = 10.0
+
+
+def _quiet_cancellation(args) -> None:
+    if not issubclass(args.exc_type, asyncio.CancelledError):
+        threading.__excepthook__(args)
+
+
 class _Worker(faust.Worker):
     """faust's worker, saying where it serves once the table is restored and the web server up."""
 
@@ -232,6 +247,23 @@ class _Worker(faust.Worker):
         await super().on_startup_finished()
         self.health.started = True
         click.echo(f"serving on http://{self.settings.serve_host}:{self.settings.serve_port}")
+
+    def _schedule_shutdown(self, signal) -> None:
+        """faust's stop waits for a consumer that retries an unreachable broker for good: past
+        STOP_GRACE_S the process ends anyway (the table is in memory; the group drops the member
+        at its session timeout)."""
+        super()._schedule_shutdown(signal)
+
+        def force() -> None:
+            click.echo(f"stopped without leaving the group: the broker did not answer within {STOP_GRACE_S:.0f} s",
+                       err=True)
+            sys.stdout.flush()
+            os._exit(0)
+        timer = threading.Timer(STOP_GRACE_S, force)
+        timer.daemon = True
+        timer.start()
+        # The consumer thread, cancelled while it retries, would print a traceback of the cancellation.
+        threading.excepthook = _quiet_cancellation
 
     def _crash(self, reason: BaseException) -> None:
         """A crash `reco serve` can name ends the process with that one line, at once: there is
