@@ -129,17 +129,19 @@ class Checkpointer:
                 if n == len(rows) // 2:
                     self._maybe_fault()
             key, value = commit_record(meta["epoch"], seq, position if position is not None else engine.store.position)
-            self.produce(self.changelog_topic, key, value, partition=partition, headers=headers)
+            committed_at: list[int] = []
+            self.produce(self.changelog_topic, key, value, partition=partition, headers=headers, offsets=committed_at)
             meta.update(seq=seq, log_records=meta.get("log_records", 0) + len(rows) + 1)
-            staged[partition] = (engine, rows, position, meta)
+            staged[partition] = (engine, rows, position, meta, committed_at)
         self.flush()
-        for partition, (engine, rows, position, meta) in staged.items():
+        for partition, (engine, rows, position, meta, committed_at) in staged.items():
+            meta["next"] = committed_at[0] + 1  # a disk-kept store catches up from here (decision 0014)
             engine.store.write(rows, position, meta)
             engine.store.erase([k for k, v in rows.items() if v is None and k.startswith(USER)])  # forgotten users
         snapshots = [TopicPartition(self.changelog_topic, p, self.snapshot(p, engine))
-                     for p, (engine, _, _, meta) in staged.items() if self._snapshot_due(meta)]
+                     for p, (engine, _, _, meta, _) in staged.items() if self._snapshot_due(meta)]
         if commit_offsets:
-            offsets = [TopicPartition(self.input_topic, p, pos) for p, (_, _, pos, _) in staged.items()
+            offsets = [TopicPartition(self.input_topic, p, pos) for p, (_, _, pos, _, _) in staged.items()
                        if pos is not None]
             if offsets or snapshots:
                 commit_offsets(offsets + snapshots)
@@ -165,9 +167,10 @@ class Checkpointer:
             self.produce(self.changelog_topic, key, value, partition=partition, headers=headers)
             rows += 1
         key, value = commit_record(meta["epoch"], seq, store.position)
-        self.produce(self.changelog_topic, key, value, partition=partition, headers=headers)
+        self.produce(self.changelog_topic, key, value, partition=partition, headers=headers, offsets=offsets)
         self.flush()
-        meta.update(seq=seq, log_records=rows + 2, snapshot_rows=rows, since=offsets[0], snapshot_at=time.time())
+        meta.update(seq=seq, log_records=rows + 2, snapshot_rows=rows, since=offsets[0], next=offsets[1] + 1,
+                    snapshot_at=time.time())
         store.write({}, None, meta)
         self.metrics.snapshots.inc()
         log.info("partition %d: changelog snapshot of %d rows at offset %d", partition, rows, offsets[0])

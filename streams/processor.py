@@ -22,7 +22,7 @@ from online_models.variants import assign
 from . import clients
 from .catalog_feed import CatalogFeed
 from .checkpoint import Checkpointer, DeliveryFailed
-from .decode import (FORGET_USER, PLAUSIBLE_RECORD_TS, ForgetUser, Rejected, control_kind, decode_forget,
+from .decode import (CONTROL_ACTIONS, PLAUSIBLE_RECORD_TS, Rejected, UserControl, control_kind, decode_control,
                      decode_interaction, dlq_headers)
 from .http import Health
 from .metrics import Metrics
@@ -166,8 +166,13 @@ class Worker:
         for n, (partition, ev, msg) in enumerate(events):
             if feed is not None:
                 feed.apply_up_to(_catalog_time(msg))
-            if isinstance(ev, ForgetUser):
-                self._forget(partition, ev.user_id)
+            if isinstance(ev, UserControl):
+                if ev.action == "opt_out":
+                    self._opt_out(partition, ev.user_id)
+                elif ev.action == "opt_in":
+                    self._opt_in(partition, ev.user_id)
+                else:
+                    self._forget(partition, ev.user_id)
                 changed.discard((partition, ev.user_id))  # only events after it publish again
                 continue
             try:
@@ -176,7 +181,11 @@ class Worker:
                 log.exception("partition %d: learning an event failed; it goes to the DLQ", partition)
                 self._dead_letter(msg, "engine_error", f"{type(e).__name__}: {e}"[:300])
                 learned = None
-            m.event(ev.type, "failed" if learned is None else "applied" if learned.applied else "duplicate").inc()
+            m.event(ev.type, "failed" if learned is None else "applied" if learned.applied
+                    else "opted_out" if learned.opted_out else "duplicate").inc()
+            if learned is not None and learned.opted_out:  # a non-personalised list answers it
+                self.last_event_ts[partition] = ev.ts
+                changed.add((partition, ev.user_id))
             if learned is not None and learned.applied:
                 if learned.hit is not None:
                     variant = assign(ev.user_id, self.config.variants).name
@@ -188,7 +197,7 @@ class Worker:
                 changed.add((partition, ev.user_id))
             if last_of_user[(partition, ev.user_id)] == n and (partition, ev.user_id) in changed:
                 try:
-                    self._publish(partition, ev.user_id, started)
+                    self._publish(partition, ev.user_id, started, ev)
                 except Exception:  # an engine bug: the events are learned, the next one publishes
                     log.exception("partition %d: ranking failed; no list published this time", partition)
                     m.publish_failures.inc()
@@ -198,7 +207,7 @@ class Worker:
         m.batch_seconds.observe(time.time() - started)
 
     @staticmethod
-    def _in_time_order(events: list[tuple[int, Interaction | ForgetUser, Message]]) -> list:
+    def _in_time_order(events: list[tuple[int, Interaction | UserControl, Message]]) -> list:
         """The batch's partitions merged by record timestamp, each partition's own order kept (as
         Kafka Streams picks the partition with the oldest head): the one catalogue all shards
         share then only moves forward in time and each event meets the catalogue of its time."""
@@ -209,7 +218,7 @@ class Worker:
             return events
         return list(heapq.merge(*by_partition.values(), key=lambda e: (_catalog_time(e[2]) or 0, e[0])))
 
-    def _decode(self, msgs: list[Message]) -> list[tuple[int, Interaction | ForgetUser, Message]]:
+    def _decode(self, msgs: list[Message]) -> list[tuple[int, Interaction | UserControl, Message]]:
         """Valid events of owned partitions, in order; the rest go to the DLQ or are skipped."""
         out = []
         for msg in msgs:
@@ -232,8 +241,8 @@ class Worker:
                                         None if ts_type == TIMESTAMP_NOT_AVAILABLE else record_ts,
                                         int(self.settings.max_event_ahead_s * 1000),
                                         self._record_clock.now_ms(ts_type))
-            elif control == FORGET_USER:
-                ev = decode_forget(msg.key(), msg.value())
+            elif control in CONTROL_ACTIONS:
+                ev = decode_control(msg.key(), msg.value(), control)
             else:
                 ev = Rejected("unknown_control", f"unknown control marker {control[:40]!r}")
             if isinstance(ev, Rejected):
@@ -263,9 +272,21 @@ class Worker:
             self.metrics.forgotten.inc()
             log.info("partition %d: forgot a user", partition)
 
-    def _publish(self, partition: int, user_id: str, consumed_at: float) -> None:
+    def _opt_out(self, partition: int, user_id: str) -> None:
+        """As `_forget`, and the shard keeps a marker so that no later event builds a profile
+        (their events then get non-personalised lists); every shard keeps it, known user or not."""
+        if self.shards[partition].opt_out(user_id):
+            self.checkpointer.produce(self.settings.recommendations_topic, user_id, None)
+            self.metrics.forgotten.inc()
+        log.info("partition %d: a user opted out of profiling", partition)
+
+    def _opt_in(self, partition: int, user_id: str) -> None:
+        if self.shards[partition].opt_in(user_id):
+            log.info("partition %d: a user opted in again", partition)
+
+    def _publish(self, partition: int, user_id: str, consumed_at: float, trigger: Interaction | None = None) -> None:
         m = self.metrics
-        rec = self.shards[partition].publish(user_id)
+        rec = self.shards[partition].publish(user_id, trigger=trigger)
         self.checkpointer.produce(self.settings.recommendations_topic, user_id, orjson.dumps(rec.to_dict()),
                                   headers=[("schema", b"recommendation.v1")])
         m.published.labels(rec.variant).inc()
@@ -392,7 +413,8 @@ class Worker:
         else:
             acq.local = True
             acq.job = RestoreJob(s, store, partition, self.metrics, acq.fence,
-                                 local=(meta["epoch"], meta["seq"], meta["fence"]), stall_timeout_s=s.restore_stall_s)
+                                 local=(meta["epoch"], meta["seq"], meta.get("next", meta["fence"] + 1)),
+                                 stall_timeout_s=s.restore_stall_s)
 
     def _snapshot_offset(self, partition: int) -> int:
         try:
@@ -421,9 +443,9 @@ class Worker:
             self.metrics.offset_resets.labels(s.interactions_topic).inc()
             store.write({}, 0)
         prev, committed = (restored.prev, restored.committed) if restored is not None else (None, None)
-        self.checkpointer.write_marker(partition, *claim_record(acq.epoch, prev, committed, store.position,
-                                                                input_id, acq.reseed))
-        store.write({}, None, {"epoch": acq.epoch, "seq": -1, "fence": acq.fence,
+        claimed_at = self.checkpointer.write_marker(partition, *claim_record(acq.epoch, prev, committed, store.position,
+                                                                             input_id, acq.reseed))
+        store.write({}, None, {"epoch": acq.epoch, "seq": -1, "fence": acq.fence, "next": claimed_at + 1,
                                "changelog_id": acq.ids[s.changelog_topic], "input_id": input_id,
                                "log_records": log_records, "snapshot_rows": snapshot_rows})
         if restored is not None and restored.corrections:

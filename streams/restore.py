@@ -38,8 +38,8 @@ class Restored:
 class RestoreJob:
     """One partition's restore up to (not including) the new owner's fence at `end`.
 
-    `local`: (epoch, seq) of a store the disk kept — only the records since its fence are read
-    and applied on top; a store that turns out to hold intervals the chain dropped is restored
+    `local`: (epoch, seq, next) of a store the disk kept — only the records from `next` (after
+    the last commit marker the store holds) are read and applied on top; a store that turns out to hold intervals the chain dropped is restored
     from scratch instead. Without `local` the store is wiped and rebuilt from `since` (the newest
     snapshot, 0 if none or if it proves unusable)."""
 
@@ -55,10 +55,9 @@ class RestoreJob:
     def _start(self, local: tuple[str, int, int] | None, since: int) -> None:
         self._rows: dict[bytes, bytes | None] = {}
         if local is not None:
-            epoch, seq, fence = local
+            epoch, seq, start = local
             self.store.write({RESTORING: b"1"}, None)  # a crash mid-way: the next start wipes it
             self.reader = ChainReader(self._apply, self._reset, local=epoch, skip=seq)
-            start = fence + 1  # the store's own owner is where the read continues
         else:
             self.store.begin_restore()
             self.reader = ChainReader(self._apply, self._reset)
