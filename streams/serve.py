@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
-import sys
-import threading
 import time
 
 import click
@@ -42,8 +39,8 @@ from .decode import CONTROL_HEADER, FORGET_USER, Rejected, decode_forget, dlq_he
 from .serve_guard import RateLimit, authorized, invalid_user_id
 from .serve_health import ServeHealth
 from .serve_logs import quiet_libraries
-from .serve_startup import (ServeError, TopicWatch, UnknownTopic, broker_lost, check_port, describe,
-                            serving_partitions, table_changelog)
+from .serve_startup import ServeError, TopicWatch, UnknownTopic, check_port, describe, serving_partitions, table_changelog
+from .serve_worker import ServeWorker
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -227,58 +224,6 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
     return app
 
 
-STOP_GRACE_S = 10.0
-
-
-def _quiet_cancellation(args) -> None:
-    if not issubclass(args.exc_type, asyncio.CancelledError):
-        threading.__excepthook__(args)
-
-
-class _Worker(faust.Worker):
-    """faust's worker, saying where it serves once the table is restored and the web server up."""
-
-    def __init__(self, app: faust.App, settings: Settings, health: ServeHealth, **kwargs):
-        super().__init__(app, **kwargs)
-        self.settings, self.health = settings, health
-        self.spinner = None  # faust's progress spinner writes terminal escapes even to files
-
-    async def on_startup_finished(self) -> None:
-        await super().on_startup_finished()
-        self.health.started = True
-        click.echo(f"serving on http://{self.settings.serve_host}:{self.settings.serve_port}")
-
-    def _schedule_shutdown(self, signal) -> None:
-        """faust's stop waits for a consumer that retries an unreachable broker for good: past
-        STOP_GRACE_S the process ends anyway (the table is in memory; the group drops the member
-        at its session timeout)."""
-        super()._schedule_shutdown(signal)
-
-        def force() -> None:
-            click.echo(f"stopped without leaving the group: the broker did not answer within {STOP_GRACE_S:.0f} s",
-                       err=True)
-            sys.stdout.flush()
-            os._exit(0)
-        timer = threading.Timer(STOP_GRACE_S, force)
-        timer.daemon = True
-        timer.start()
-        # The consumer thread, cancelled while it retries, would print a traceback of the cancellation.
-        threading.excepthook = _quiet_cancellation
-
-    def _crash(self, reason: BaseException) -> None:
-        """A crash `reco serve` can name ends the process with that one line, at once: there is
-        nothing to save (the table is in memory and mirrors topics the broker lost), and a stop
-        through faust prints the tracebacks of clients still retrying a broker that is gone."""
-        if isinstance(reason, ConsistencyError):  # the table read further than its changelog now goes
-            reason = ServeError(broker_lost(self.settings, f"{table_changelog(self.settings, TABLE)} is "
-                                            "behind what this process already read"))
-        if isinstance(reason, ServeError):
-            click.echo(f"Error: {reason}", err=True)
-            sys.stdout.flush()
-            os._exit(1)
-        super()._crash(reason)
-
-
 def serve(settings: Settings) -> None:
     """Run the faust worker in the foreground until SIGTERM/SIGINT. Whatever stops it for a
     reason it can name ends in one line (click.ClickException), not a traceback."""
@@ -293,5 +238,5 @@ def serve(settings: Settings) -> None:
     (settings.state_dir / "serve").mkdir(parents=True, exist_ok=True)
     health = ServeHealth()
     app = build_app(settings, partitions, health, watch)
-    worker = _Worker(app, settings, health, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
+    worker = ServeWorker(app, settings, health, table_changelog(settings, TABLE), loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
     worker.execute_from_commandline()
