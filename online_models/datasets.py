@@ -70,6 +70,11 @@ def read_otto(path: str | Path) -> list[dict]:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
+    return [record for _, record in read_jsonl_numbered(path)]
+
+
+def read_jsonl_numbered(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, record) for every non-blank line; a line that is not a JSON object is an error."""
     out = []
     with Path(path).open("rb") as f:
         for n, line in enumerate(f, 1):
@@ -81,13 +86,17 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 raise ValueError(f"{path} line {n}: not JSON ({e})") from None
             if not isinstance(record, dict):
                 raise ValueError(f"{path} line {n}: expected a JSON object, got {type(record).__name__}")
-            out.append(record)
+            out.append((n, record))
     return out
 
 
+EVENT_ONLY_FIELDS = ("user_id", "ts", "event_id", "session_id")
+
+
 def is_item_record(record: dict) -> bool:
-    """Contract JSONL may interleave catalogue records (`item_id` and no `type`) with interactions."""
-    return "type" not in record and "item_id" in record
+    """Contract JSONL may interleave catalogue records (`item_id`, no `type` and none of an
+    event's own fields) with interactions; a line with `user_id` but no `type` is a broken event."""
+    return "type" not in record and "item_id" in record and not any(f in record for f in EVENT_ONLY_FIELDS)
 
 
 def split_items(records: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -102,13 +111,16 @@ READERS = {"yoochoose": read_yoochoose, "otto": read_otto, "jsonl": read_jsonl}
 def load_events(path: str | Path, fmt: str | None = None, sort: bool = True) -> list[dict]:
     """Contract event dicts from any supported file; time-ordered (stable) unless sort=False."""
     events = READERS[fmt or detect_format(path)](path)
-    if sort:
-        odd = next((e for e in events if not isinstance(e.get("ts", 0), (int, float))), None)
-        if odd is not None:
-            raise ValueError(f"{path}: `ts` must be a number (epoch ms) on every line; found {odd['ts']!r} "
-                             f"(event {odd.get('event_id') or odd.get('user_id')!r})")
-        events.sort(key=lambda e: e.get("ts", 0))
-    return events
+    return sort_events(events, path) if sort else events
+
+
+def sort_events(events: list[dict], path: str | Path = "input") -> list[dict]:
+    """Time order (stable: a file's order among equal times; catalogue records, without ts, first)."""
+    odd = next((e for e in events if not isinstance(e.get("ts", 0), (int, float))), None)
+    if odd is not None:
+        raise ValueError(f"{path}: `ts` must be a number (epoch ms) on every line; found {odd['ts']!r} "
+                         f"(event {odd.get('event_id') or odd.get('user_id')!r})")
+    return sorted(events, key=lambda e: e.get("ts", 0))
 
 
 def iter_jsonl_lines(events: list[dict]) -> Iterator[bytes]:

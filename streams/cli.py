@@ -182,25 +182,47 @@ def forget(ctx: click.Context, user_id: str):
 @click.option("--limit", type=click.IntRange(min=1), help="send only the first N records (after time ordering)")
 @click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "yoochoose", "otto"]), default="auto",
               show_default=True)
-@click.option("--retime", is_flag=True, help="stamp each event with the current time")
+@click.option("--retime", is_flag=True, help="stamp each event with the current time (a historical file "
+              "replayed as live traffic: lists, trending and sessions then follow today's clock)")
+@click.option("--skip-invalid", is_flag=True, help="send the valid lines and list the others (default: "
+              "a file with any line the worker would reject is refused and nothing is sent)")
 @click.pass_context
-def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None, fmt: str, retime: bool):
+def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None, fmt: str, retime: bool,
+            skip_invalid: bool):
     """Send events from FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL) to the interactions topic.
 
     Events go out in time order (`ts`). Catalogue records in a contract JSONL file (lines with
-    `item_id` and no `type`, schemas/item.v1.json) go to the items topic, before the events."""
+    `item_id` and none of `type`, `user_id`, `ts`, `event_id`, `session_id`; schemas/item.v1.json)
+    go to the items topic, before the events. Every line is checked first as the worker would
+    check it (schemas, ts in milliseconds, not ahead of now)."""
     from rich.progress import Progress
 
-    from online_models.datasets import load_events
+    from online_models.datasets import detect_format, is_item_record, load_events, read_jsonl_numbered, sort_events
 
     from .clients import ensure_topics
-    from .produce import produce_events
+    from .produce import check_records, produce_events
 
     settings = _settings(ctx)
     try:
-        events = load_events(file, None if fmt == "auto" else fmt)[:limit]
+        resolved = detect_format(file) if fmt == "auto" else fmt
+        if resolved == "jsonl":
+            numbered = [(f"line {n}", r) for n, r in read_jsonl_numbered(file)]
+        else:
+            numbered = [(f"event {n}", r) for n, r in enumerate(load_events(file, resolved, sort=False), 1)]
+        bad = check_records(numbered, settings.max_event_ahead_s)
+        if bad and not skip_invalid:
+            for b in bad[:10]:
+                click.echo(f"{file} {b.where}: {b.reason}", err=True)
+            raise click.ClickException(f"{len(bad)} of {len(numbered)} records would be rejected by the worker; "
+                                       "nothing was sent (fix them, or --skip-invalid to send the others)")
+        skipped = {b.where for b in bad}
+        events = sort_events([r for where, r in numbered if where not in skipped], file)[:limit]
     except ValueError as e:
         raise click.ClickException(str(e)) from None
+    for b in bad[:10]:
+        click.echo(f"skipped {file} {b.where}: {b.reason}", err=True)
+    if len(bad) > 10:
+        click.echo(f"skipped {len(bad) - 10} more invalid records", err=True)
     ensure_topics(settings)
     interrupted = threading.Event()
 
@@ -212,11 +234,13 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
         task = progress.add_task(f"producing {len(events)} events", total=len(events))
         sent = produce_events(settings, events, rate=rate, retime=retime,
                               on_sent=lambda _: progress.advance(task), should_stop=interrupted.is_set)
+    items = sum(1 for e in events[:sent] if is_item_record(e))
+    counted = f"{sent - items} events to {settings.interactions_topic} and {items} catalogue records to " \
+              f"{settings.items_topic} on {settings.bootstrap_servers}"
     if interrupted.is_set():
-        click.echo(f"interrupted: sent {sent} of {len(events)} events to {settings.interactions_topic} "
-                   f"on {settings.bootstrap_servers}")
+        click.echo(f"interrupted: sent {counted} ({len(events) - sent} records not sent)")
         return
-    click.echo(f"sent {sent} events to {settings.interactions_topic} on {settings.bootstrap_servers}")
+    click.echo(f"sent {counted}" + (f"; skipped {len(bad)} invalid records" if bad else ""))
 
 
 @cli.command()

@@ -3,14 +3,52 @@ catalogue records a contract JSONL file may carry to the items topic."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import orjson
+from fastjsonschema import JsonSchemaValueException
 
 from online_models.datasets import is_item_record
 
 from . import clients
+from .decode import Rejected, decode_interaction
+from .schemas import validator
 from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Invalid:
+    where: str   # "line 7" (JSONL) or "event 7" (converted formats)
+    reason: str
+
+
+def check_records(records: Iterable[tuple[str, dict]], max_event_ahead_s: float = 3600.0) -> list[Invalid]:
+    """What the worker would dead-letter, found before anything is sent: each event goes through
+    the worker's own decoding (schema, key, time checks, with now as the record time); each
+    catalogue record through the item schema."""
+    now_ms = int(time.time() * 1000)
+    item_schema = validator("item")
+    bad = []
+    for where, record in records:
+        if is_item_record(record):
+            try:
+                item_schema(record)
+            except JsonSchemaValueException as e:
+                bad.append(Invalid(where, f"catalogue record: {e.message}"))
+            continue
+        user = record.get("user_id")
+        key = user.encode() if isinstance(user, str) else b""
+        decoded = decode_interaction(key, orjson.dumps(record), "produce", 0, 0, record_ts=now_ms,
+                                     max_ahead_ms=int(max_event_ahead_s * 1000))
+        if isinstance(decoded, Rejected):
+            reason = decoded.reason
+            if "type" not in record and "item_id" in record:
+                reason = "missing `type` (a catalogue record has no user_id, ts, event_id or session_id)"
+            elif isinstance(record.get("ts"), (int, float)) and 946_684_800 <= record["ts"] < 4_102_444_800:
+                reason += " — `ts` looks like seconds; the contract wants epoch milliseconds"
+            bad.append(Invalid(where, reason))
+    return bad
 
 
 class RateLimiter:
