@@ -248,29 +248,66 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
               help="first replay every update still in the topic (compaction keeps at least each "
                    "user's latest; older ones may include users forgotten since)")
 @click.option("--user", "user_id", help="only this user")
-@click.option("--json", "as_json", is_flag=True, help="print raw JSON values")
+@click.option("--json", "as_json", is_flag=True, help="print raw JSON values (a deleted list: "
+              '{"user_id": …, "deleted": true})')
 @click.option("--timeout", type=float, help="stop after this many seconds")
 @click.option("--count", type=int, help="stop after this many updates")
 @click.pass_context
 def tail(ctx: click.Context, from_beginning: bool, user_id: str | None, as_json: bool,
          timeout: float | None, count: int | None):
-    """Print recommendation updates as they arrive."""
+    """Print recommendation updates as they arrive; a forgotten user's deleted list prints as
+    "USER  forgotten (list deleted)"."""
     import orjson
 
-    from .tail import follow, format_line
+    from .tail import NotARecommendation, follow, format_deleted, format_line
 
     settings = _settings(ctx)
     shown = 0
     try:
-        for rec, _ in follow(settings, from_beginning=from_beginning, timeout_s=timeout):
-            if user_id and rec["user_id"] != user_id:
+        for user, rec, _ in follow(settings, from_beginning=from_beginning, timeout_s=timeout):
+            if user_id and user != user_id:
                 continue
+            if rec is None:  # forgotten: the topic's value for the user is now a tombstone
+                click.echo(orjson.dumps({"user_id": user, "deleted": True}).decode() if as_json
+                           else format_deleted(user))
+            else:
+                click.echo(orjson.dumps(rec).decode() if as_json else format_line(rec))
+            shown += 1
+            if count and shown >= count:
+                break
+    except KeyboardInterrupt:
+        pass
+    except NotARecommendation as e:
+        raise click.ClickException(str(e)) from None
+
+
+@cli.command()
+@click.option("--from-beginning", is_flag=True, help="every record still in the DLQ, not only new ones")
+@click.option("--follow", is_flag=True, help="keep waiting for new records (default: stop at the end)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per record")
+@click.option("--timeout", type=float, help="stop after this many seconds")
+@click.option("--count", type=click.IntRange(min=1), help="stop after this many records")
+@click.pass_context
+def dlq(ctx: click.Context, from_beginning: bool, follow: bool, as_json: bool, timeout: float | None,
+        count: int | None):
+    """Print what the worker rejected: each dead-lettered record's reason, the topic, partition and
+    offset it came from, and a preview of its original bytes."""
+    import orjson
+
+    from .dlq import format_line, rejected
+
+    settings = _settings(ctx)
+    shown = 0
+    try:
+        for rec in rejected(settings, from_beginning=from_beginning, follow=follow, timeout_s=timeout):
             click.echo(orjson.dumps(rec).decode() if as_json else format_line(rec))
             shown += 1
             if count and shown >= count:
                 break
     except KeyboardInterrupt:
         pass
+    if not as_json and not follow:
+        click.echo(f"{shown} rejected record{'s' if shown != 1 else ''} in {settings.dlq_topic}", err=True)
 
 
 @cli.command()

@@ -119,8 +119,8 @@ def run_demo(settings: Settings, port: int, data: Path | None, rate: float, limi
                 live.start()
             last_render = last_status = 0.0
             for update in follow(settings, should_stop=stop.is_set, idle=True):
-                if update is not None:
-                    rec, published_ms = update
+                if update is not None and update[1] is not None:
+                    _, rec, published_ms = update
                     latency = max(published_ms - rec["trigger"]["ts"], 0) / 1000
                     recent.append((rec, latency))
                     if live is None and time.monotonic() - last_render > PLAIN_EVERY_S / 8:

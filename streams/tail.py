@@ -12,9 +12,16 @@ from . import clients
 from .settings import Settings
 
 
+class NotARecommendation(ValueError):
+    """A record on the recommendations topic that is not a recommendation.v1 value."""
+
+
 def follow(settings: Settings, from_beginning: bool = False, timeout_s: float | None = None,
-           should_stop: Callable[[], bool] | None = None, idle: bool = False) -> Iterator[tuple[dict, int] | None]:
-    """Yield (recommendation, publish time ms) as they arrive (no consumer group: every partition).
+           should_stop: Callable[[], bool] | None = None,
+           idle: bool = False) -> Iterator[tuple[str, dict | None, int] | None]:
+    """Yield (user id, recommendation or None for a deleted list, publish time ms) as they arrive
+    (no consumer group: every partition). A record that is not a recommendation raises
+    NotARecommendation (a wrong topic, e.g. the DLQ: `reco dlq` reads that).
 
     Reads from the start and skips records written before the call unless `from_beginning`:
     seeking to the end relies on ListOffsets, which the embedded broker answers unreliably.
@@ -31,12 +38,29 @@ def follow(settings: Settings, from_beginning: bool = False, timeout_s: float | 
                 return
             msgs = consumer.consume(500, 0.2)
             for msg in msgs:
-                if msg.error() is None and msg.value() is not None and msg.timestamp()[1] >= since_ms:
-                    yield orjson.loads(msg.value()), msg.timestamp()[1]
+                if msg.error() is not None or msg.timestamp()[1] < since_ms:
+                    continue
+                user = (msg.key() or b"").decode("utf-8", "replace")
+                if msg.value() is None:  # a tombstone: the user was forgotten
+                    yield user, None, msg.timestamp()[1]
+                    continue
+                try:
+                    rec = orjson.loads(msg.value())
+                except orjson.JSONDecodeError:
+                    rec = None
+                if not isinstance(rec, dict) or not isinstance(rec.get("items"), list) or "user_id" not in rec:
+                    raise NotARecommendation(
+                        f"{topic}[{msg.partition()}]@{msg.offset()} is not a recommendation (recommendation.v1): "
+                        f"is {topic} the recommendations topic? The DLQ is read with `reco dlq`")
+                yield user, rec, msg.timestamp()[1]
             if idle and not msgs:
                 yield None
     finally:
         consumer.close()
+
+
+def format_deleted(user_id: str) -> str:
+    return f"{user_id:>12}  forgotten (list deleted)"
 
 
 def format_line(rec: dict, width: int = 5) -> str:
