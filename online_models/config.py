@@ -49,6 +49,7 @@ class EngineConfig:
     content_candidates: int = 10              # new/trending items per liked category
     explore_from: int = 10                    # slots from this rank on may be explored
     utc_offset_hours: int = 0                 # local time for the hour-of-day context
+    opted_out_feed_aggregates: bool = False   # opted-out users' events still feed trending and MF item factors
     # What bounds the models' memory: past a capacity the coldest entries are evicted (README).
     trending_max_items: int = 50_000          # items per trending scope (global, category, ^start)
     trending_max_scopes: int = 2_000          # trending scopes (categories)

@@ -23,12 +23,13 @@ from .exploration import SourceBandit
 from .mf import OnlineMF
 from .recommender import Recommender, Scored
 from .rules import NO_REQUEST, Request
-from .store import MODEL, USER, PartitionStore, model_key, user_key
+from .store import MODEL, OPT_OUT, USER, PartitionStore, model_key, user_key
 from .trending import Trending
 from .user_state import UserState
 from .variants import assign
 
 MAX_CACHED_USERS = 50_000
+OPTED_OUT_ROW = b'{"opted_out":true}'  # constant, so a replay writes the same bytes
 
 
 class StateFormatError(ValueError):
@@ -37,11 +38,13 @@ class StateFormatError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Learned:
-    applied: bool          # False: the event id was already applied (a replay)
+    applied: bool          # False: the event id was already applied (a replay), or the user opted out
     hit: bool | None       # was the item in the user's last published list? None: nothing to check
+    opted_out: bool = False  # the user opted out of profiling: no profile learned (see opt_out)
 
 
 DUPLICATE = Learned(False, None)
+OPTED_OUT = Learned(False, None, True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +55,20 @@ class Recommendation:
     model_version: str
     trigger_event_id: str
     trigger_ts: int
+    personalized: bool = True
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "user_id": self.user_id,
             "items": [{"item_id": s.item_id, "score": s.score, "reason": s.reason} for s in self.items],
             "variant": self.variant,
             "model_version": self.model_version,
             "updated_at": self.trigger_ts,
-            "trigger": {"event_id": self.trigger_event_id, "ts": self.trigger_ts},
         }
+        if not self.personalized:  # optional in recommendation.v1: absent means personalised
+            d["personalized"] = False
+        d["trigger"] = {"event_id": self.trigger_event_id, "ts": self.trigger_ts}
+        return d
 
 
 class Engine:
@@ -85,6 +92,7 @@ class Engine:
         self.models = {m.name: m for m in (self.trending, self.context, self.covisit, self.mf,
                                            self.content, self.bandit)}
         self._learners = tuple(self.models.values())
+        self._aggregates = (self.trending, self.context, self.mf)  # what holds no per-user data
         self.recommender = Recommender(cfg, catalog, self.trending, self.covisit, self.mf,
                                        self.content, self.context, self.bandit)
         self.bandit.offered = self.recommender.offered  # the bandit's feedback: the pools it picks from
@@ -92,12 +100,21 @@ class Engine:
         self._dirty_users: set[str] = set()
         self._forgotten: set[str] = set()
         self._formatted: set[str] = set()    # models whose format row is in the store
+        # Opted-out users' marker rows, all in memory (opt-outs are few): no store read per event.
+        self._opted_out: set[bytes] = {key for key, _ in store.scan(OPT_OUT)}
+        self._opt_changes: dict[bytes, bool] = {}  # since the last checkpoint: True = opted out
         self._legacy_keys: list[bytes] = []  # format-1 rows, deleted at the next checkpoint
         self._restore_models()
 
     # -- the event path -------------------------------------------------------------------
     def learn(self, ev: Interaction) -> Learned:
         """Apply one event to the models and the user's state (idempotent by event id)."""
+        if self.opted_out(ev.user_id):  # no profile; at most the anonymous aggregates learn
+            if self.config.opted_out_feed_aggregates:
+                anonymous = UserState()  # thrown away: nothing of it is kept
+                for model in self._aggregates:
+                    model.learn_one(ev, anonymous)
+            return OPTED_OUT
         user = self.user(ev.user_id)
         if user.has_seen(ev.event_id):
             return DUPLICATE
@@ -109,10 +126,13 @@ class Engine:
         self._dirty_users.add(ev.user_id)
         return Learned(True, hit)
 
-    def publish(self, user_id: str, k: int | None = None) -> Recommendation:
+    def publish(self, user_id: str, k: int | None = None, trigger: Interaction | None = None) -> Recommendation:
         """The user's list as published, remembered so the next event can be scored against it
         (live hit rate). Nothing that learning reads depends on it: publish points follow batch
-        boundaries, and learning must be a function of the input alone."""
+        boundaries, and learning must be a function of the input alone. `trigger`: the event the
+        list answers, which is all an opted-out user's list is built from."""
+        if self.opted_out(user_id):
+            return self.recommend_anonymous(user_id, trigger, k)  # remembers nothing
         rec = self.recommend(user_id, k)
         user = self.user(user_id)
         user.shown = [s.item_id for s in rec.items]
@@ -121,11 +141,55 @@ class Engine:
 
     def recommend(self, user_id: str, k: int | None = None, request: Request = NO_REQUEST) -> Recommendation:
         """What the user would be shown now. Read-only: never creates or changes any state."""
+        if self.opted_out(user_id):
+            return self.recommend_anonymous(user_id, None, k, request)
         user = self.peek_user(user_id)
         variant = assign(user_id, self.config.variants)
         items = self.recommender.rank(user, variant.blend, k, user_id, request)
         return Recommendation(user_id, items, variant.name, self.config.model_version,
                               user.last_event_id, user.last_ts)
+
+    def recommend_anonymous(self, user_id: str, trigger: Interaction | None, k: int | None = None,
+                            request: Request = NO_REQUEST) -> Recommendation:
+        """A non-personalised list for a user who opted out: trending and popular on the
+        trigger event's device and at its time of day — read from that event alone."""
+        variant = assign(user_id, self.config.variants)  # a stable hash of the id, not a profile
+        device = trigger.context.get("device") if trigger is not None else None
+        ts = trigger.ts if trigger is not None else 0
+        items = self.recommender.rank_anonymous(variant.blend, device, ts, k, request)
+        return Recommendation(user_id, items, variant.name, self.config.model_version,
+                              trigger.event_id if trigger is not None else "", ts, personalized=False)
+
+    # -- opt-out ----------------------------------------------------------------------------
+    def _opt_out_key(self, user_id: str) -> bytes:
+        return OPT_OUT + user_key(user_id)[len(USER):]  # follows however the user's key is made
+
+    def opted_out(self, user_id: str) -> bool:
+        if not self._opted_out or user_id in self._users:  # a cached profile: not opted out
+            return False
+        return self._opt_out_key(user_id) in self._opted_out
+
+    def opt_out(self, user_id: str) -> bool:
+        """The user objects to profiling: their profile goes as on forget, and a marker row keeps
+        every later event from building one, until they opt in. Every shard remembers it, even
+        one that never saw the user: their first event may come later. Returns whether this
+        shard held a profile of the user (their old list is then to be withdrawn)."""
+        known = self.forget_user(user_id)
+        key = self._opt_out_key(user_id)
+        if key not in self._opted_out:
+            self._opted_out.add(key)
+            self._opt_changes[key] = True
+        return known
+
+    def opt_in(self, user_id: str) -> bool:
+        """End an opt-out (the marker row goes); the next event starts an empty profile, as
+        none was kept. Returns whether the user had opted out here."""
+        key = self._opt_out_key(user_id)
+        if key not in self._opted_out:
+            return False
+        self._opted_out.discard(key)
+        self._opt_changes[key] = False
+        return True
 
     # -- user state -----------------------------------------------------------------------
     def user(self, user_id: str) -> UserState:
@@ -167,6 +231,9 @@ class Engine:
             rows[user_key(uid)] = self._users[uid].to_bytes()
         for uid in self._forgotten:
             rows[user_key(uid)] = None
+        for key, opted_out in self._opt_changes.items():
+            rows[key] = OPTED_OUT_ROW if opted_out else None
+        self._opt_changes.clear()
         rows.update(dict.fromkeys(self._legacy_keys))  # before the new rows: a new key may equal an old one
         self._legacy_keys = []
         for name, model in self.models.items():

@@ -5,6 +5,7 @@ The blend is a fixed weighted sum tuned by prequential evaluation (docs/decision
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import islice
 from typing import Iterator, NamedTuple
 
@@ -47,6 +48,9 @@ SEED_REASONS = {  # why a co-visited item is there: what the user did with the s
     "click": "because you clicked {}",
     "view": "because you viewed {}",
 }
+
+
+NOT_PERSONALISED = "not personalised: "  # starts every reason of an opted-out user's list
 
 
 def _strongest_kinds(user: UserState) -> dict[str, str]:
@@ -168,6 +172,16 @@ class Recommender:
         if blend.explore and len(out) > cfg.explore_from:
             self._explore(out, user, user_id, blend, allowed, vec, seeds)
         return out
+
+    def rank_anonymous(self, blend: Blend, device: str | None, ts: int, k: int | None = None,
+                       request: Request = NO_REQUEST) -> list[Scored]:
+        """A list for a user who opted out of profiling: trending, and popular on `device` and
+        at the time of day of `ts` — ranked from a throwaway state holding only those two, so
+        nothing about the user is read; no exploration (its draws are seeded by the user)."""
+        probe = UserState(last_ts=ts, last_context={"device": device} if device else {})
+        plain = replace(blend, recent=0.0, covisit=0.0, mf=0.0, content=0.0, explore=0.0,
+                        trending=blend.trending or Blend.trending, context=blend.context or Blend.context)
+        return [s._replace(reason=NOT_PERSONALISED + s.reason) for s in self.rank(probe, plain, k, "", request)]
 
     # -- steps ----------------------------------------------------------------------------
     def _fill(self, out: list[Scored], k: int, user: UserState, allowed) -> None:

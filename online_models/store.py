@@ -4,6 +4,7 @@ the input position, always written together in one WriteBatch.
 Key layout (bytes):
   u\\0<user_id>          -> UserState JSON
   m\\0<model>\\0<key>     -> model row JSON
+  o\\0<user key>         -> the user opted out of profiling (engine.py: kept until they opt in)
   \\0position            -> next input offset to process (decimal)
   \\0meta                -> JSON: where this state sits in its changelog and which topics
                            (ids) it was built from — see streams/changelog.py
@@ -19,6 +20,7 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 USER = b"u\x00"
 MODEL = b"m\x00"
+OPT_OUT = b"o\x00"   # + what follows USER in the user's key: an opted-out user's marker row
 POSITION = b"\x00position"
 RESTORING = b"\x00restoring"  # present while a restore from the changelog is incomplete
 META = b"\x00meta"
@@ -93,6 +95,7 @@ class PartitionStore:
         """Every data row (users and models), in key order: what a snapshot copies."""
         yield from self.scan(USER)
         yield from self.scan(MODEL)
+        yield from self.scan(OPT_OUT)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         it = self._db.iter()

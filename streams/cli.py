@@ -176,6 +176,40 @@ def forget(ctx: click.Context, user_id: str):
                "`reco serve` forwards it to the engine")
 
 
+def _send_control(ctx: click.Context, user_id: str, action: str) -> None:
+    from .clients import ensure_topics, producer
+    from .control import control_request, request_problem
+
+    problem = request_problem(user_id, action)
+    if problem is not None:
+        raise click.ClickException(f"invalid user id: {problem}")
+    settings = _settings(ctx)
+    ensure_topics(settings)
+    p = producer(settings)
+    p.produce(settings.control_topic, key=user_id.encode(), value=control_request(user_id, action))
+    if p.flush(settings.delivery_timeout_s):
+        raise click.ClickException(f"the {action} request was not delivered")
+    click.echo(f"{action} request for {user_id!r} sent to {settings.control_topic}; "
+               "`reco serve` forwards it to the engine")
+
+
+@cli.command("opt-out")
+@click.argument("user_id")
+@click.pass_context
+def opt_out(ctx: click.Context, user_id: str):
+    """USER_ID objects to profiling: their profile is deleted, none is kept from then on, and
+    their lists are non-personalised (trending, popular on their device) until they opt in."""
+    _send_control(ctx, user_id, "opt_out")
+
+
+@cli.command("opt-in")
+@click.argument("user_id")
+@click.pass_context
+def opt_in(ctx: click.Context, user_id: str):
+    """End USER_ID's opt-out: their next events build a profile again, starting from an empty one."""
+    _send_control(ctx, user_id, "opt_in")
+
+
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--rate", type=float, help="events per second (default: as fast as possible)")

@@ -13,13 +13,20 @@ from .schemas import validator
 
 PLAUSIBLE_RECORD_TS = 946_684_800_000  # 2000-01-01 in ms, the schema's lower bound for `ts`
 CONTROL_HEADER = "reco.control"   # on `interactions`: the record is a control marker, not an event
+# Marker header values = the request's `action` (schemas/user-control.v1.json).
 FORGET_USER = b"forget_user"
+OPT_OUT = b"opt_out"
+OPT_IN = b"opt_in"
+CONTROL_ACTIONS = (FORGET_USER, OPT_OUT, OPT_IN)
 
 
 @dataclass(frozen=True, slots=True)
-class ForgetUser:
-    """Drop everything about the user, in order with their events (see streams/serve.py)."""
+class UserControl:
+    """A request about one user, applied in order with their events (see streams/serve.py):
+    forget_user drops everything about them, opt_out too and keeps nothing from then on,
+    opt_in ends an opt-out."""
     user_id: str
+    action: str = "forget_user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +36,7 @@ class Rejected:
 
 
 _validate_interaction = validator("interaction")
-_validate_forget = validator("forget-user")
+_validate_control = validator("user-control")  # accepts every forget-user.v1 value too
 
 
 def dlq_headers(code: str, reason: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
@@ -63,18 +70,26 @@ def control_kind(headers: list[tuple[str, bytes]] | None) -> bytes | None:
     return None
 
 
-def decode_forget(key: bytes | None, value: bytes | None) -> ForgetUser | Rejected:
-    """A forget-user request (schemas/forget-user.v1.json); never raises."""
+def decode_control(key: bytes | None, value: bytes | None, marker: bytes | None = None) -> UserControl | Rejected:
+    """A user-control request (schemas/user-control.v1.json, which forget-user.v1 values also
+    satisfy); `marker`: the `reco.control` header it came with, which must name the same
+    action. Never raises."""
     try:
         record = orjson.loads(value or b"null")
     except orjson.JSONDecodeError as e:
         return Rejected("invalid_json", f"invalid JSON: {e}")
-    rejected = _schema_error(_validate_forget, record, "forget-user schema")
+    rejected = _schema_error(_validate_control, record, "user-control schema")
     if rejected is not None:
         return rejected
     if key is None or key != record["user_id"].encode():
-        return Rejected("key_mismatch", "forget-user key does not match user_id")
-    return ForgetUser(record["user_id"])
+        return Rejected("key_mismatch", "control request key does not match user_id")
+    if marker is not None and marker != record["action"].encode():
+        return Rejected("schema", f"control marker {marker[:40]!r} does not match the request's action "
+                                  f"{record['action']!r}")
+    return UserControl(record["user_id"], record["action"])
+
+
+decode_forget = decode_control  # the name serve_guard knows; one decoder for every action
 
 
 def decode_interaction(key: bytes | None, value: bytes | None, topic: str, partition: int,

@@ -14,6 +14,7 @@ SCHEMA_FILES = {
     "recommendation": "recommendation.v1.json",
     "dead-letter": "dead-letter.v1.json",
     "forget-user": "forget-user.v1.json",
+    "user-control": "user-control.v1.json",
 }
 
 

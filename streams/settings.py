@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     k: int = Field(20, ge=1, le=500)
     model_version: str = "v1"
     exclude_purchased: bool = True
+    opted_out_feed_aggregates: bool = Field(False, description="opted-out users' events still feed the "
+                                            "anonymous aggregates (trending, MF item factors)")
     variants: list[VariantSettings] = Field(default_factory=list)
     # capacities of the models (past one, the coldest entries are evicted; README "What bounds memory")
     trending_max_items: int = Field(EngineConfig.trending_max_items, ge=1, description="items per trending scope")
@@ -150,6 +152,7 @@ class Settings(BaseSettings):
         ) or (Variant(),)
         return EngineConfig(k=self.k, model_version=self.model_version,
                             exclude_purchased=self.exclude_purchased, variants=variants,
+                            opted_out_feed_aggregates=self.opted_out_feed_aggregates,
                             **{name: getattr(self, name) for name in CAPACITIES})
 
 
