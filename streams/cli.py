@@ -31,25 +31,12 @@ def _settings(ctx: click.Context, **overrides) -> Settings:
     return settings
 
 
-class _RecoCommand(click.Command):
-    """A global option given after the command is explained, not just refused."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.NoSuchOption as e:
-            root = ctx.find_root().command
-            if any(e.option_name in p.opts for p in root.params):
-                e.message += (f" here; {e.option_name} is a global option: put it before the command "
-                              f"(reco {e.option_name} VALUE {ctx.info_name} …)")
-            raise
-
-
 class _Reco(click.Group):
     """Failing to reach Kafka ends a command with one line that says where it looked, not a
     traceback (other Kafka errors keep theirs)."""
 
-    command_class = _RecoCommand
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _hoist_global_options(self, args))
 
     def invoke(self, ctx: click.Context):
         from confluent_kafka import KafkaError, KafkaException
@@ -70,6 +57,37 @@ class _Reco(click.Group):
             raise click.ClickException(
                 f"Kafka{where}: {text} (bootstrap servers: --bootstrap-servers / RECO_BOOTSTRAP_SERVERS; "
                 "credentials: RECO_SECURITY_PROTOCOL, RECO_SASL_*)") from None
+
+
+def _hoist_global_options(group: click.Group, args: list[str]) -> list[str]:
+    """Settings flags are global options, and people type them after the command too (`reco run
+    --bootstrap-servers X`, `reco state dump --state-dir X`): move those before the command, except
+    where the command has an option of the same name (`reco bench --partitions`), which stays its own."""
+    takes_value = {opt: not p.is_flag for p in group.params if isinstance(p, click.Option) for opt in p.opts}
+    i = 0
+    while i < len(args) and args[i].startswith("-"):  # global options already before the command
+        name = args[i].split("=", 1)[0]
+        i += 2 if takes_value.get(name) and "=" not in args[i] else 1
+    if i >= len(args) or args[i] not in group.commands:
+        return args
+    command, j = group.commands[args[i]], i + 1
+    while isinstance(command, click.Group) and j < len(args) and args[j] in command.commands:
+        command, j = command.commands[args[j]], j + 1
+    own = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+    hoisted, rest, k = [], [], i
+    while k < len(args):
+        token, name = args[k], args[k].split("=", 1)[0]
+        if token == "--":
+            rest.extend(args[k:])
+            break
+        if k >= j and name in takes_value and name not in own:
+            width = 2 if takes_value[name] and "=" not in token else 1
+            hoisted.extend(args[k:k + width])
+            k += width
+            continue
+        rest.append(token)
+        k += 1
+    return args[:i] + hoisted + rest
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -272,7 +290,7 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
     counted = f"{sent - items} events to {settings.interactions_topic} and {items} catalogue records to " \
               f"{settings.items_topic} on {settings.bootstrap_servers}"
     if interrupted.is_set():
-        click.echo(f"interrupted: sent {counted} ({len(events) - sent} records not sent)")
+        click.echo(f"interrupted: sent {sent} of {len(events)} records ({counted})")
         return
     click.echo(f"sent {counted}" + (f"; skipped {len(bad)} invalid records" if bad else ""))
 
@@ -355,8 +373,8 @@ def dlq(ctx: click.Context, from_beginning: bool, follow: bool, as_json: bool, t
 def demo(ctx: click.Context, rate: float, port: int, data: str | None, limit: int | None, duration: float | None):
     """Start broker + engine, replay the real Yoochoose sample, show recommendations live.
 
-    The worker's metrics are served on 127.0.0.1 at --metrics-port / RECO_METRICS_PORT
-    (default 9100; 0 picks a free port)."""
+    The worker's metrics are served as for `reco run`: on RECO_METRICS_HOST (default 127.0.0.1)
+    at --metrics-port / RECO_METRICS_PORT (default 9100; 0 = off)."""
     from .demo import run_demo
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`: same clean stop as Ctrl-C

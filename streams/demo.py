@@ -18,7 +18,7 @@ from rich.table import Table
 
 from online_models.datasets import load_events
 
-from .broker import EmbeddedBroker, free_port
+from .broker import EmbeddedBroker
 from .clients import ensure_topics
 from .http import Health, PortInUse, serve
 from .metrics import Metrics
@@ -61,8 +61,9 @@ def run_demo(settings: Settings, port: int, data: Path | None, rate: float, limi
         ensure_topics(settings)
         metrics = Metrics()
         health = Health(metrics)
-        try:
-            server = serve(metrics, health, "127.0.0.1", settings.metrics_port or free_port())
+        try:  # the same meaning as for `reco run`: RECO_METRICS_PORT 0 switches the endpoint off
+            server = serve(metrics, health, settings.metrics_host, settings.metrics_port) \
+                if settings.metrics_port else None
         except PortInUse as e:
             raise click.ClickException(str(e)) from None
         worker = Worker(settings, metrics, health)
@@ -81,8 +82,8 @@ def run_demo(settings: Settings, port: int, data: Path | None, rate: float, limi
         progress = Progress(TextColumn("replaying Yoochoose"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]} ev/s"), TimeRemainingColumn())
         task = progress.add_task("replay", total=len(events), rate=f"{rate:g}")
-        header = (f"broker 127.0.0.1:{port} (embedded)   metrics http://127.0.0.1:{server.server_port}/metrics"
-                  f"   data {data.name}   Ctrl-C to stop")
+        where = f"metrics http://{settings.metrics_host}:{server.server_port}/metrics" if server else "metrics off"
+        header = f"broker 127.0.0.1:{port} (embedded)   {where}   data {data.name}   Ctrl-C to stop"
 
         def status() -> str:
             hits = _counter(metrics, "reco_live_hits_total")
@@ -146,6 +147,7 @@ def run_demo(settings: Settings, port: int, data: Path | None, rate: float, limi
             worker.stop()
             for t in threads:
                 t.join(timeout=15)
-            server.shutdown()
+            if server:
+                server.shutdown()
         click.echo(f"\nstopped: sent {sent[0]:,} events, applied "
                    f"{_counter(metrics, 'reco_events_consumed_total', outcome='applied'):,.0f}")

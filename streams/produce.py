@@ -33,7 +33,7 @@ def check_records(records: Iterable[tuple[str, dict]], max_event_ahead_s: float 
     for where, record in records:
         if is_item_record(record):
             try:
-                item_schema(record)
+                item_schema(orjson.loads(orjson.dumps(record)))  # a copy: the validator fills in defaults
             except JsonSchemaValueException as e:
                 bad.append(Invalid(where, f"catalogue record: {e.message}"))
             continue

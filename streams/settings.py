@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="partitions for topics the engine creates")
     replication_factor: int = Field(1, ge=1)
     session_timeout_ms: int = Field(10_000, ge=1000)
-    security_protocol: str | None = None        # e.g. SASL_SSL in production
-    sasl_mechanism: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = None  # SASL_SSL in production
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     kafka_extra: dict[str, str | bool | int | float] = Field(default_factory=dict,
@@ -96,8 +96,9 @@ class Settings(BaseSettings):
     mf_max_items: int = Field(EngineConfig.mf_max_items, ge=2, description="MF item factors")
 
     # Operations
-    metrics_port: int = Field(9100, ge=0, le=65535, description="0 disables the HTTP endpoint")
-    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(9100, ge=0, le=65535, description="0 disables the HTTP endpoint (run and demo)")
+    metrics_host: str = Field("127.0.0.1", description="address /metrics, /healthz, /readyz listen on "
+                              "(0.0.0.0 for Prometheus or probes from other hosts: compose and k8s set it)")
     # Serving app (`reco serve`, faust-streaming)
     serve_group_id: str = "reco-serve"
     serve_host: str = Field("127.0.0.1", description="address `reco serve` listens on (0.0.0.0: every interface)")
@@ -119,7 +120,7 @@ class Settings(BaseSettings):
             raise ValueError("at least one variant needs a weight above 0")
         return variants
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "security_protocol", "sasl_mechanism", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
@@ -224,8 +225,25 @@ def load_settings(config_file: str | Path | None = None, flagged: Collection[str
             model_config = SettingsConfigDict(toml_file=path)
         cls = FileSettings
     try:
-        return cls(**{k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**{k: v for k, v in overrides.items() if v is not None})
     except (ValidationError, SettingsError) as e:
         raise SettingsProblem(explain(e, flagged)) from e
     except TOMLDecodeError as e:
         raise SettingsProblem(f"{config_file} is not valid TOML: {e}") from e
+    check_kafka_client(settings)
+    return settings
+
+
+def check_kafka_client(settings: Settings) -> None:
+    """librdkafka's own check of the client settings (unknown property, unsupported SASL
+    mechanism, bad value), as one settings error instead of a traceback at the first client.
+    No bootstrap servers are given: nothing connects."""
+    from confluent_kafka import KafkaException, Producer
+
+    conf = {k: v for k, v in settings.kafka_common().items() if k != "bootstrap.servers"}
+    try:
+        Producer({"log_level": 0, **conf})
+    except KafkaException as e:
+        text = e.args[0].str() if e.args and hasattr(e.args[0], "str") else str(e)
+        raise SettingsProblem(f"the Kafka client settings are refused: {text} (from {ENV_PREFIX}KAFKA_EXTRA, "
+                              f"{ENV_PREFIX}SECURITY_PROTOCOL or {ENV_PREFIX}SASL_MECHANISM)") from None

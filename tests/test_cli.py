@@ -124,7 +124,7 @@ def test_ctrl_c_stops_produce_after_delivering_what_it_sent(settings_factory):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err[-2000:]
-    match = re.search(r"interrupted: sent (\d+) of 5000 events", out)
+    match = re.search(r"interrupted: sent (\d+) of 5000 records \(\d+ events to ", out)
     assert match and 0 < int(match.group(1)) < 5000, out
     assert len(read_all(s, s.interactions_topic, idle_s=0.3)) == int(match.group(1))
 
@@ -192,10 +192,19 @@ def test_variant_blends_come_only_from_the_settings(tmp_path, monkeypatch):
     assert (variant.blend.explore, variant.blend.mf) == (0.02, 0.05)
 
 
-def test_a_global_option_after_the_command_is_explained():
-    done = subprocess.run(RECO + ["run", "--bootstrap-servers", "x:1"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert "--bootstrap-servers is a global option: put it before the command" in done.stderr
+def test_settings_flags_work_before_and_after_the_command(tmp_path):
+    from streams.cli import _hoist_global_options, cli
+
+    assert _hoist_global_options(cli, ["state", "dump", "--state-dir", "X", "--models"]) == \
+        ["--state-dir", "X", "state", "dump", "--models"]
+    assert _hoist_global_options(cli, ["--k", "5", "run", "--bootstrap-servers=h:1", "--log-level", "DEBUG"]) == \
+        ["--k", "5", "--bootstrap-servers=h:1", "--log-level", "DEBUG", "run"]
+    # a command's own option of the same name stays the command's
+    assert _hoist_global_options(cli, ["bench", "--partitions", "3"]) == ["bench", "--partitions", "3"]
+    for args in (["state", "dump", "--state-dir", str(tmp_path)], ["--state-dir", str(tmp_path), "state", "dump"]):
+        done = subprocess.run(RECO + args, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert orjson.loads(done.stdout) == {"positions": {}, "users": {}}
 
 
 def test_a_misspelt_setting_is_reported_with_the_right_name(settings_factory):
@@ -262,12 +271,12 @@ def test_wheel_ships_the_schemas(tmp_path):
 def test_demo_runs_end_to_end_and_cleans_up(tmp_path):
     """The README's first command: broker + worker + replay + live view, then everything stops."""
     port = free_port()
-    proc = subprocess.run([*RECO, "demo", "--duration", "12", "--limit", "400", "--rate", "200",
-                           "--port", str(port)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([*RECO, "--metrics-port", "0", "demo", "--duration", "12", "--limit", "400", "--rate",
+                           "200", "--port", str(port)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # not a terminal: plain lines as things happen (a log file or a pipe shows progress too)
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith(f"broker 127.0.0.1:{port} (embedded)")
+    assert lines[0].startswith(f"broker 127.0.0.1:{port} (embedded)   metrics off")  # 0 = off, as for run
     assert any(line.startswith("sent ") and "lists published" in line for line in lines)
     updates = [line for line in lines if " ms)" in line and "[control]" in line]
     assert updates and any("you " in u or "because" in u or "trending" in u for u in updates)
@@ -315,3 +324,12 @@ def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run():
     table = subprocess.run(RECO + ["bench", "--events", "500", "--rounds", "1", "--partitions", "1"],
                            capture_output=True, text=True, timeout=180)
     assert table.returncode == 0 and "median worker/bare ratio: " in table.stdout
+
+
+@pytest.mark.parametrize("env, words", [({"RECO_KAFKA_EXTRA": '{"bogus.prop": 1}'}, 'No such configuration property: "bogus.prop"'),
+                                        ({"RECO_SASL_MECHANISM": "BOGUS"}, "sasl_mechanism"),
+                                        ({"RECO_SECURITY_PROTOCOL": "TLS"}, "security_protocol")])
+def test_kafka_client_settings_librdkafka_refuses_are_one_settings_error(tmp_path, env, words):
+    done = subprocess.run(RECO + ["state", "dump", "--state-dir", str(tmp_path)], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
