@@ -12,6 +12,8 @@ meets the marker in order with the user's events, so forgetting is part of the r
 the worker deletes the user's state row (a changelog tombstone follows at its checkpoint) and,
 where it knew the user, tombstones their list on `recommendations`, which removes it here too.
 Every partition gets a marker because the engine cannot know how producers partitioned the user.
+`POST /users/{user_id}/opt-out` and `/opt-in` (or `reco opt-out` / `reco opt-in`) travel the same
+way (schemas/user-control.v1.json; the marker header is the request's action).
 
 Write endpoints need `Authorization: Bearer <RECO_SERVE_TOKEN>` when that is set, are
 rate-limited, and refuse ids the worker would refuse (serve_guard); `/readyz` says whether the
@@ -30,12 +32,12 @@ import time
 
 import click
 import faust
-import orjson
 from faust.exceptions import ConsistencyError
 from faust.web import Request, Response, View
 
 from . import clients
-from .decode import CONTROL_HEADER, FORGET_USER, Rejected, decode_forget, dlq_headers
+from .control import control_request
+from .decode import CONTROL_HEADER, Rejected, decode_control, dlq_headers
 from .serve_guard import RateLimit, authorized, invalid_user_id
 from .serve_health import ServeHealth
 from .serve_logs import quiet_libraries
@@ -49,10 +51,8 @@ TABLE = "served-recommendations"
 
 
 def forget_request(user_id: str, requested_at_ms: int | None = None) -> bytes:
-    """A control-topic value (schemas/forget-user.v1.json)."""
-    return orjson.dumps({"user_id": user_id, "action": "forget_user",
-                         "requested_at": requested_at_ms if requested_at_ms is not None
-                         else int(time.time() * 1000)})
+    """A control-topic value (schemas/user-control.v1.json)."""
+    return control_request(user_id, "forget_user", requested_at_ms)
 
 
 def _broker_credentials(settings: Settings):
@@ -137,7 +137,7 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
     async def apply_control(stream):
         async for event in stream.events():
             try:
-                request = decode_forget(event.key, event.value)
+                request = decode_control(event.key, event.value)
                 if isinstance(request, Rejected):
                     log.warning("bad control request (%s): %s", request.code, request.reason)
                     await dlq.send(key=event.key, value=event.value, headers=dlq_headers(
@@ -152,12 +152,12 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
                     partitions = await interaction_partitions()
                 for p in range(partitions):
                     await interactions.send(key=event.key, value=event.value, partition=p,
-                                            headers=[(CONTROL_HEADER, FORGET_USER)])
+                                            headers=[(CONTROL_HEADER, request.action.encode())])
             except Exception as e:
                 health.failed("apply_control", e)
                 raise
             health.handled("apply_control")
-            log.info("forget-user request forwarded to the engine")
+            log.info("%s request forwarded to the engine", request.action)
 
     if watch is not None:
         @app.timer(5.0)
@@ -194,21 +194,25 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
                 return self.json({"error": "no recommendations for this user"}, status=404)
             return self.bytes(value, content_type="application/json")
 
-    @app.page("/users/{user_id}/forget", name="forget-no-slash")
-    @app.page("/users/{user_id}/forget/")
-    class Forget(View):
-        async def post(self, request: Request, user_id: str) -> Response:
-            refusal = refused(self, request, user_id)
-            if refusal is not None:
-                return refusal
-            # 202 only once Kafka has the request: buffered, it would be lost if the process stops.
-            try:
-                sent = await control.send(key=user_id.encode(), value=forget_request(user_id))
-                await asyncio.wait_for(asyncio.shield(sent), timeout=settings.delivery_timeout_s)
-            except Exception as e:  # noqa: BLE001 - any failure to deliver is the same answer
-                log.warning("forget-user request not written to %s: %s", settings.control_topic, type(e).__name__)
-                return self.json({"error": "the request could not be written to Kafka; try again"}, status=503)
-            return self.json({"user_id": user_id, "status": "accepted"}, status=202)
+    async def write_request(view: View, request: Request, user_id: str, action: str) -> Response:
+        refusal = refused(view, request, user_id)
+        if refusal is not None:
+            return refusal
+        # 202 only once Kafka has the request: buffered, it would be lost if the process stops.
+        try:
+            sent = await control.send(key=user_id.encode(), value=control_request(user_id, action))
+            await asyncio.wait_for(asyncio.shield(sent), timeout=settings.delivery_timeout_s)
+        except Exception as e:  # noqa: BLE001 - any failure to deliver is the same answer
+            log.warning("%s request not written to %s: %s", action, settings.control_topic, type(e).__name__)
+            return view.json({"error": "the request could not be written to Kafka; try again"}, status=503)
+        return view.json({"user_id": user_id, "status": "accepted"}, status=202)
+
+    for path, action in (("forget", "forget_user"), ("opt-out", "opt_out"), ("opt-in", "opt_in")):
+        class Write(View):  # POST /users/{user_id}/<path>/: the request, in order with the user's events
+            async def post(self, request: Request, user_id: str, action: str = action) -> Response:
+                return await write_request(self, request, user_id, action)
+        app.page(f"/users/{{user_id}}/{path}", name=f"{path}-no-slash")(Write)
+        app.page(f"/users/{{user_id}}/{path}/", name=path)(Write)
 
     @app.page("/healthz")
     class Healthz(View):

@@ -16,13 +16,14 @@ from online_models.events import Interaction
 from online_models.recommender import NOT_PERSONALISED
 from online_models.store import OPT_OUT, USER, PartitionStore, user_key
 from online_models.synthetic import interactions
+from streams.broker import free_port
 from streams.clients import ensure_topics
 from streams.control import control_request
 from streams.decode import CONTROL_HEADER
 from streams.schemas import load_schema
 from streams.state_dump import dump_state, partition_stores
 
-from helpers import event, latest_by_key, read_all, wait_until
+from helpers import event, http, latest_by_key, read_all, wait_until
 from test_recovery_changelog import make_settings
 from workers import spawn, stop, wait_caught_up, worker_env
 
@@ -193,3 +194,45 @@ def test_a_kill9_between_opt_out_and_opt_in_replays_to_the_same_outcome(broker, 
     assert dump_state(dir_b, s.interactions_topic) == reference[0]
     assert opt_out_rows(dir_b, s.interactions_topic) == reference[1]
     assert latest_by_key(read_all(s, s.recommendations_topic, idle_s=0.5)) == reference[2]
+
+
+def test_opt_out_and_opt_in_over_http_reach_the_worker_in_order(settings_factory, tmp_path):
+    s = settings_factory()
+    ensure_topics(s)
+    port = free_port()
+    worker = spawn(s, log=tmp_path / "worker.log")
+    serve = spawn(s, log=tmp_path / "serve.log", command="serve",
+                  env={"RECO_SERVE_PORT": str(port), "RECO_SERVE_GROUP_ID": f"{s.group_id}-serve"})
+    base = f"http://127.0.0.1:{port}"
+
+    def served(user):
+        status, body = http(f"{base}/recommendations/{user}/")
+        return orjson.loads(body) if status == 200 else None
+    try:
+        first = event("dana", "i1", ts=T, context={"device": "mobile"})
+        send(s, [event(f"bob{n}", f"i{n % 3}", ts=T + n) for n in range(6)] + [first])
+        wait_until(lambda: (served("dana") or {}).get("trigger", {}).get("event_id") == first["event_id"],
+                   timeout=90, interval=0.5, what="dana's personalised list served")
+        assert http(f"{base}/users/a%01b/opt-out/", "POST")[0] == 400
+        status, body = http(f"{base}/users/dana/opt-out", "POST")
+        assert status == 202 and orjson.loads(body)["status"] == "accepted"
+        wait_until(lambda: http(f"{base}/recommendations/dana/")[0] == 404, timeout=60, interval=0.5,
+                   what="dana's personalised list withdrawn")
+        later = event("dana", "i2", ts=T + 60_000, context={"device": "mobile"})
+        send(s, [later])
+        rec = wait_until(lambda: (r := served("dana")) and r["trigger"]["event_id"] == later["event_id"] and r,
+                         timeout=60, interval=0.5, what="dana's non-personalised list")
+        assert rec["personalized"] is False and all(i["reason"].startswith(NOT_PERSONALISED) for i in rec["items"])
+
+        assert http(f"{base}/users/dana/opt-in/", "POST")[0] == 202
+        wait_until(lambda: sum(dict(m.headers() or ()).get(CONTROL_HEADER) == b"opt_in"
+                               for m in read_all(s, s.interactions_topic, idle_s=0.2)) == s.partitions,
+                   timeout=30, what="the opt-in marker on every partition")
+        again = event("dana", "i3", ts=T + 120_000, context={"device": "mobile"})
+        send(s, [again])
+        rec = wait_until(lambda: (r := served("dana")) and r["trigger"]["event_id"] == again["event_id"] and r,
+                         timeout=60, interval=0.5, what="dana's list after opting in")
+        assert "personalized" not in rec
+    finally:
+        codes = stop(serve), stop(worker)
+    assert codes == (0, 0)
