@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .pseudonyms import NONE, Pseudonyms
+
 
 @dataclass(frozen=True)
 class Blend:
@@ -58,3 +60,7 @@ class EngineConfig:
     covisit_max_items: int = 100_000          # co-visitation rows (each capped at 2 x 100 neighbours)
     mf_max_items: int = 100_000               # MF item factors
     variants: tuple[Variant, ...] = (Variant(),)
+    # Privacy: a keyed hash of user ids in place of the ids in the store (pseudonyms.py), and
+    # retention — a user idle this long in event time is deleted as on forget (0 = kept forever).
+    pseudonyms: Pseudonyms = NONE
+    user_ttl_ms: int = 0

@@ -23,7 +23,8 @@ from .exploration import SourceBandit
 from .mf import OnlineMF
 from .recommender import Recommender, Scored
 from .rules import NO_REQUEST, Request
-from .store import MODEL, OPT_OUT, USER, PartitionStore, model_key, user_key
+from .store import (MODEL, OPT_OUT, PSEUDONYM_KEY, RETENTION, RETENTION_CLOCK, RETENTION_INDEX, USER,
+                    PartitionStore, model_key, retention_key, retention_ts, user_key)
 from .trending import Trending
 from .user_state import UserState
 from .variants import assign
@@ -105,10 +106,19 @@ class Engine:
         self._opt_changes: dict[bytes, bool] = {}  # since the last checkpoint: True = opted out
         self._legacy_keys: list[bytes] = []  # format-1 rows, deleted at the next checkpoint
         self._restore_models()
+        self._ids = self.config.pseudonyms
+        self._key_row = self._check_pseudonym_key()  # written at the first checkpoint
+        self._ttl_ms = self.config.user_ttl_ms
+        self._expired: list[str] = []              # ids deleted for retention, whose lists go too
+        self._stored_ts: dict[str, int | None] = {}  # per cached user: last_ts as indexed in the store
+        self._retention_rows: dict[bytes, bytes | None] = {}  # written at the next checkpoint
+        self._clock, self._clock_dirty = self._load_retention()
 
     # -- the event path -------------------------------------------------------------------
     def learn(self, ev: Interaction) -> Learned:
         """Apply one event to the models and the user's state (idempotent by event id)."""
+        if self._ttl_ms and ev.ts > self._clock:  # retention's clock: the partition's newest event
+            self._clock, self._clock_dirty = ev.ts, True
         if self.opted_out(ev.user_id):  # no profile; at most the anonymous aggregates learn
             if self.config.opted_out_feed_aggregates:
                 anonymous = UserState()  # thrown away: nothing of it is kept
@@ -116,6 +126,9 @@ class Engine:
                     model.learn_one(ev, anonymous)
             return OPTED_OUT
         user = self.user(ev.user_id)
+        if self._ttl_ms and user.last_ts and user.last_ts < self._clock - self._ttl_ms:
+            self.forget_user(ev.user_id)  # idle past the TTL: this event starts an empty profile
+            user = self.user(ev.user_id)
         if user.has_seen(ev.event_id):
             return DUPLICATE
         # Live prequential check: was this item in the list we last published to the user?
@@ -124,6 +137,8 @@ class Engine:
             model.learn_one(ev, user)
         user.apply(ev)
         self._dirty_users.add(ev.user_id)
+        if self._ttl_ms and user.last_ts < self._clock - self._ttl_ms:
+            self._expire(ev.user_id)  # a late event alone: the models learned it, no profile kept
         return Learned(True, hit)
 
     def publish(self, user_id: str, k: int | None = None, trigger: Interaction | None = None) -> Recommendation:
@@ -162,7 +177,7 @@ class Engine:
 
     # -- opt-out ----------------------------------------------------------------------------
     def _opt_out_key(self, user_id: str) -> bytes:
-        return OPT_OUT + user_key(user_id)[len(USER):]  # follows however the user's key is made
+        return OPT_OUT + self._row(user_id)[len(USER):]  # follows however the user's key is made
 
     def opted_out(self, user_id: str) -> bool:
         if not self._opted_out or user_id in self._users:  # a cached profile: not opted out
@@ -198,6 +213,9 @@ class Engine:
         if state is None:
             state = self.peek_user(user_id)
             self._users[user_id] = state
+            if self._ttl_ms and user_id not in self._stored_ts:
+                self._stored_ts[user_id] = (self._stored_last_ts(user_id) if user_id in self._forgotten
+                                            else state.last_ts or None)
             self._forgotten.discard(user_id)  # a fresh state row replaces the deleted one
         return state
 
@@ -208,8 +226,12 @@ class Engine:
             return state
         if user_id in self._forgotten:  # deleted, not yet checkpointed
             return UserState()
-        raw = self.store.get(user_key(user_id))
+        raw = self.store.get(self._row(user_id))
         return UserState.from_bytes(raw) if raw is not None else UserState()
+
+    def _row(self, user_id: str) -> bytes:
+        """The user's row key: by pseudonym when a pseudonymisation key is set."""
+        return user_key(self._ids.pseudonym(user_id))
 
     def forget_user(self, user_id: str) -> bool:
         """Drop everything this shard keeps about the user: their state row, which also holds
@@ -217,20 +239,126 @@ class Engine:
         events fed — item factors, co-visitation counts, trending — hold no user id).
         Returns whether this shard knew the user."""
         known = user_id in self._users or (user_id not in self._forgotten
-                                           and self.store.get(user_key(user_id)) is not None)
+                                           and self.store.get(self._row(user_id)) is not None)
         self._users.pop(user_id, None)
         self._dirty_users.discard(user_id)
         self._forgotten.add(user_id)
         return known
 
+    # -- retention ------------------------------------------------------------------------
+    # A user whose last event is more than the TTL older than the partition's newest event (the
+    # clock, event time) is deleted as on forget. Deterministic, so replays stay exact: after
+    # every batch the state holds no user idle past the TTL at the batch's clock, and the
+    # event's own user is checked on every event (before and after it). What is checked per
+    # batch is an index of (last_ts, pseudonym) rows, range-scanned from its start up to the
+    # cutoff, and the users changed since the last checkpoint (not yet in the index): never
+    # every user. The index value is the user's id *sealed* with the pseudonymisation key
+    # (AES-SIV, pseudonyms.py): the list to withdraw is keyed by the real id, the store holds
+    # it only encrypted.
+    def expire_idle(self) -> int:
+        """Delete every user idle past the TTL; their ids are then in `take_expired()`."""
+        if not self._ttl_ms:
+            return 0
+        cutoff = self._clock - self._ttl_ms
+        before = len(self._expired)
+        for key, sealed in self.store.scan(RETENTION_INDEX):
+            if retention_ts(key) >= cutoff:
+                break
+            if not sealed:  # indexed when the TTL was switched on: the real id is unknown here
+                self._retention_rows.update(dict.fromkeys([key, user_key(key[len(RETENTION_INDEX) + 8:].decode())]))
+                continue
+            user_id = self._ids.unseal(sealed)
+            state = self._users.get(user_id)
+            if user_id in self._forgotten or (state is not None and state.last_ts >= cutoff):
+                continue  # already going, or active since the last checkpoint
+            self._expire(user_id)
+        for user_id in [u for u in self._dirty_users if self._users[u].last_ts < cutoff]:
+            self._expire(user_id)
+        return len(self._expired) - before
+
+    def take_expired(self) -> list[str]:
+        """The users deleted for retention since the last call (their lists are to be withdrawn)."""
+        out, self._expired = self._expired, []
+        return out
+
+    def _expire(self, user_id: str) -> None:
+        if self.forget_user(user_id):
+            self._expired.append(user_id)
+
+    def _index(self, rows: dict[bytes, bytes | None], user_id: str, last_ts: int | None) -> None:
+        """Move the user's index row to `last_ts` (None: remove it)."""
+        old = self._stored_ts[user_id] if user_id in self._stored_ts else self._stored_last_ts(user_id)
+        if old != last_ts:
+            pseudonym = self._ids.pseudonym(user_id)
+            if old is not None:
+                rows[retention_key(old, pseudonym)] = None
+            if last_ts is not None:
+                rows[retention_key(last_ts, pseudonym)] = self._ids.seal(user_id)
+        if last_ts is None:
+            self._stored_ts.pop(user_id, None)
+        else:
+            self._stored_ts[user_id] = last_ts
+
+    def _stored_last_ts(self, user_id: str) -> int | None:
+        raw = self.store.get(self._row(user_id))
+        return UserState.from_bytes(raw).last_ts if raw is not None else None
+
+    def _check_pseudonym_key(self) -> bytes | None:
+        """A store keyed with one pseudonymisation key (or none) is refused with another: its
+        rows would be unreachable and every user would silently start over, their old rows
+        kept. Returns the key's fingerprint row to write, for a store that has none yet."""
+        stored = self.store.get(PSEUDONYM_KEY)
+        wanted = self._ids.fingerprint
+        wipe = "stop the workers and delete the state directories and the changelog topic to rebuild the state"
+        if stored is None and wanted is not None:
+            if next(self.store.scan(USER), None) is not None:
+                raise StateFormatError(f"{self.store.path}: the state is keyed by raw user ids but RECO_PSEUDONYMIZE_KEY "
+                                       f"is set: unset it, or {wipe} pseudonymised")
+            return wanted.encode()
+        if stored is not None and stored.decode() != wanted:
+            raise StateFormatError(f"{self.store.path}: the state was pseudonymised with the key of fingerprint "
+                                   f"{stored.decode()}, " + ("not this RECO_PSEUDONYMIZE_KEY" if wanted else
+                                                            "and RECO_PSEUDONYMIZE_KEY is not set")
+                                   + f": set that key again, or {wipe}")
+        return None
+
+    def _load_retention(self) -> tuple[int, bool]:
+        """The stored clock. A TTL switched on for a store without an index indexes every user
+        once, here (at start, not per event); a TTL switched off drops the index (it would go
+        stale)."""
+        raw = self.store.get(RETENTION_CLOCK)
+        if not self._ttl_ms:
+            self._retention_rows.update(dict.fromkeys(key for key, _ in self.store.scan(RETENTION)))
+            return 0, False
+        if raw is not None:
+            return int(raw), False
+        clock = 0
+        for key, value in self.store.scan(USER):
+            pseudonym, last_ts = key[len(USER):].decode(), UserState.from_bytes(value).last_ts
+            clock = max(clock, last_ts)
+            # Without a key the row's id is the user id; with one, it cannot be recovered.
+            sealed = b"" if self._ids.keyed else self._ids.seal(pseudonym)
+            self._retention_rows[retention_key(last_ts, pseudonym)] = sealed
+        return clock, True
+
     # -- checkpointing --------------------------------------------------------------------
     def pending_rows(self) -> dict[bytes, bytes | None]:
         """Everything changed since the last call, as store rows (None = delete)."""
-        rows: dict[bytes, bytes | None] = {}
+        rows, self._retention_rows = self._retention_rows, {}  # first: user rows below win
         for uid in self._dirty_users:
-            rows[user_key(uid)] = self._users[uid].to_bytes()
+            state = self._users[uid]
+            rows[self._row(uid)] = state.to_bytes()
+            if self._ttl_ms:
+                self._index(rows, uid, state.last_ts)
         for uid in self._forgotten:
-            rows[user_key(uid)] = None
+            rows[self._row(uid)] = None
+            if self._ttl_ms:
+                self._index(rows, uid, None)
+        if self._clock_dirty:
+            rows[RETENTION_CLOCK] = str(self._clock).encode()
+            self._clock_dirty = False
+        if self._key_row is not None:
+            rows[PSEUDONYM_KEY], self._key_row = self._key_row, None
         for key, opted_out in self._opt_changes.items():
             rows[key] = OPTED_OUT_ROW if opted_out else None
         self._opt_changes.clear()
@@ -247,6 +375,7 @@ class Engine:
         self._forgotten.clear()
         if len(self._users) > MAX_CACHED_USERS:
             self._users.clear()
+            self._stored_ts.clear()
         return rows
 
     def checkpoint(self, position: int | None) -> dict[bytes, bytes | None]:

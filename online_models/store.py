@@ -2,7 +2,11 @@
 the input position, always written together in one WriteBatch.
 
 Key layout (bytes):
-  u\\0<user_id>          -> UserState JSON
+  u\\0<user_id>          -> UserState JSON (user_id: its pseudonym when a key is set, pseudonyms.py)
+  r\\0i<ts><user_id>     -> the user's id, sealed: the retention index by last event time (ts:
+                           8 bytes big-endian, so key order is time order); only with a TTL
+  r\\0clock             -> the partition's newest event ts, the retention clock (decimal)
+  k\\0pseudonym         -> fingerprint of the pseudonymisation key the user rows are keyed with
   m\\0<model>\\0<key>     -> model row JSON
   o\\0<user key>         -> the user opted out of profiling (engine.py: kept until they opt in)
   \\0position            -> next input offset to process (decimal)
@@ -24,10 +28,24 @@ OPT_OUT = b"o\x00"   # + what follows USER in the user's key: an opted-out user'
 POSITION = b"\x00position"
 RESTORING = b"\x00restoring"  # present while a restore from the changelog is incomplete
 META = b"\x00meta"
+RETENTION = b"r\x00"
+RETENTION_INDEX = RETENTION + b"i"
+RETENTION_CLOCK = RETENTION + b"clock"
+KEYS = b"k\x00"
+PSEUDONYM_KEY = KEYS + b"pseudonym"
 
 
 def user_key(user_id: str) -> bytes:
+    """The user's row; `user_id` is the pseudonym when state is pseudonymised."""
     return USER + user_id.encode()
+
+
+def retention_key(last_ts: int, user_id: str) -> bytes:
+    return RETENTION_INDEX + max(last_ts, 0).to_bytes(8, "big") + user_id.encode()
+
+
+def retention_ts(key: bytes) -> int:
+    return int.from_bytes(key[len(RETENTION_INDEX):len(RETENTION_INDEX) + 8], "big")
 
 
 def model_key(model: str, key: str) -> bytes:
@@ -92,9 +110,12 @@ class PartitionStore:
         self._db = Rdict(str(self.path), options=self._opts)
 
     def rows(self) -> Iterator[tuple[bytes, bytes]]:
-        """Every data row (users and models), in key order: what a snapshot copies."""
+        """Every data row (users, models, retention, key fingerprint), in key order: what a
+        snapshot copies."""
         yield from self.scan(USER)
         yield from self.scan(MODEL)
+        yield from self.scan(RETENTION)
+        yield from self.scan(KEYS)
         yield from self.scan(OPT_OUT)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:

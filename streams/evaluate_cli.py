@@ -8,6 +8,7 @@ import click
 import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich import box
 from rich.table import Table
 
 from online_models.datasets import load_events, split_items
@@ -97,6 +98,7 @@ def evaluate(ctx: click.Context, file: str, as_json: bool, ks: tuple[int, ...], 
                   TimeRemainingColumn(), console=console, transient=True,
                   disable=quiet or not console.is_terminal) as bar:
         def progress(name: str, total: int):
+            name = SUBJECTS.get(name, name)
             if console.is_terminal:
                 task = bar.add_task(name, total=total)
                 return lambda n: bar.advance(task, n)
@@ -108,21 +110,39 @@ def evaluate(ctx: click.Context, file: str, as_json: bool, ks: tuple[int, ...], 
     if as_json:
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
         return
-    cols = [f"{metric}@{k}" for k in ks for metric in ("hr", "mrr", "ndcg")] + list(COLUMNS)
     shards = f", {partitions} partitions" if partitions > 1 else ""
-    table = Table(title=f"prequential evaluation of {file} ({report['engine']['events']} events{shards})")
-    table.add_column("subject")
-    for c in cols:
-        table.add_column(c, justify="right")
     rows = [("engine", report["engine"])]
     rows += [(f"engine · {name}", r) for name, r in report["engine"].get("variants", {}).items()]
-    rows += list(report["baselines"].items())
-    for name, r in rows:
-        table.add_row(name, *("-" if r.get(c) is None else str(r.get(c)) for c in cols))
-    Console(width=170).print(table)
+    rows += [(SUBJECTS.get(name, name), r) for name, r in report["baselines"].items()]
+    console = Console(width=100)  # fits a 100-column terminal: ranking quality, then the rest
+    title = f"prequential evaluation of {file} ({report['engine']['events']} events{shards})"
+    for cols, caption in (([f"{m}@{k}" for k in ks for m in ("hr", "mrr", "ndcg")], title), (list(COLUMNS), None)):
+        table = Table(title=caption, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
+        table.add_column("subject", no_wrap=True)
+        for c in cols:
+            table.add_column(HEADERS.get(c, c.upper()), justify="right", no_wrap=True)
+        for name, r in rows:
+            table.add_row(name, *("-" if r.get(c) is None else _cell(c, r[c]) for c in cols))
+        console.print(table)
+    console.print("ILD: intra-list diversity of each list's items in the engine's MF space (0–2, 1 = unrelated). "
+                  "cat-div: share of item pairs from different categories; - when the file has no catalogue "
+                  "records. ev/s: events per second.")
     lift = report["engine"].get("lift_over_best_baseline")
     if lift is not None:
-        click.echo(f"engine hr@20 / best baseline hr@20 = {lift}")
+        click.echo(f"engine HR@20 / best baseline HR@20 = {lift}")
+
+
+# The names the README's tables use.
+SUBJECTS = {"covisit": "co-visitation only", "trending": "trending only", "mf": "online MF only",
+            "river_biased_mf": "river reco.BiasedMF"}
+HEADERS = {"coverage": "coverage", "intra_list_diversity": "ILD", "category_diversity": "cat-div",
+           "events_per_s": "ev/s"}
+
+
+def _cell(column: str, value) -> str:
+    if column == "events_per_s":
+        return f"{value:,.0f}"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 if __name__ == "__main__":

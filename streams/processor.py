@@ -195,12 +195,18 @@ class Worker:
                 self.coverage.seen(ev.item_id)
                 self.last_event_ts[partition] = ev.ts
                 changed.add((partition, ev.user_id))
+            if self.config.user_ttl_ms:  # a late event alone is not kept (retention): no list either
+                changed.difference_update((partition, u) for u in self._withdraw_expired(partition))
             if last_of_user[(partition, ev.user_id)] == n and (partition, ev.user_id) in changed:
                 try:
                     self._publish(partition, ev.user_id, started, ev)
                 except Exception:  # an engine bug: the events are learned, the next one publishes
                     log.exception("partition %d: ranking failed; no list published this time", partition)
                     m.publish_failures.inc()
+        if self.config.user_ttl_ms:  # after the batch: nobody idle past the TTL at the new clock
+            for partition, engine in self.shards.items():
+                if engine.expire_idle():
+                    self._withdraw_expired(partition)
         m.model_seconds.observe(time.time() - started)
         self._producer.poll(0)
         m.batch_size.observe(len(msgs))
@@ -271,6 +277,15 @@ class Worker:
             self.checkpointer.produce(self.settings.recommendations_topic, user_id, None)
             self.metrics.forgotten.inc()
             log.info("partition %d: forgot a user", partition)
+
+    def _withdraw_expired(self, partition: int) -> list[str]:
+        """Users the shard deleted for retention lose their list too, as on forget."""
+        expired = self.shards[partition].take_expired()
+        for user_id in expired:
+            self.checkpointer.produce(self.settings.recommendations_topic, user_id, None)
+        if expired:
+            log.info("partition %d: %d user(s) idle past RECO_USER_TTL_DAYS deleted", partition, len(expired))
+        return expired
 
     def _opt_out(self, partition: int, user_id: str) -> None:
         """As `_forget`, and the shard keeps a marker so that no later event builds a profile

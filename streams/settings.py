@@ -17,6 +17,7 @@ from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, Setting
                                TomlConfigSettingsSource)
 
 from online_models.config import Blend, EngineConfig, Variant
+from online_models.pseudonyms import Pseudonyms
 
 
 class VariantSettings(BaseModel):
@@ -87,6 +88,11 @@ class Settings(BaseSettings):
     opted_out_feed_aggregates: bool = Field(False, description="opted-out users' events still feed the "
                                             "anonymous aggregates (trending, MF item factors)")
     variants: list[VariantSettings] = Field(default_factory=list)
+    # Privacy
+    pseudonymize_key: SecretStr | None = Field(None, description="state rows and the changelog hold a keyed "
+                                               "hash of each user id instead of the id (secret, never logged)")
+    user_ttl_days: float = Field(0.0, ge=0, description="a user whose last event is this much older than "
+                                 "their partition's newest event is deleted as on forget (0 = off)")
     # capacities of the models (past one, the coldest entries are evicted; README "What bounds memory")
     trending_max_items: int = Field(EngineConfig.trending_max_items, ge=1, description="items per trending scope")
     trending_max_scopes: int = Field(EngineConfig.trending_max_scopes, ge=3, description="trending scopes (categories)")
@@ -119,6 +125,13 @@ class Settings(BaseSettings):
         if variants and not any(v.weight > 0 for v in variants):
             raise ValueError("at least one variant needs a weight above 0")
         return variants
+
+    @field_validator("pseudonymize_key")
+    @classmethod
+    def _usable_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 16:  # a short key is guessed offline
+            raise ValueError("must be at least 16 characters (a random secret, e.g. `openssl rand -hex 32`)")
+        return key
 
     @field_validator("log_level", "security_protocol", "sasl_mechanism", mode="before")
     @classmethod
@@ -154,12 +167,16 @@ class Settings(BaseSettings):
         return EngineConfig(k=self.k, model_version=self.model_version,
                             exclude_purchased=self.exclude_purchased, variants=variants,
                             opted_out_feed_aggregates=self.opted_out_feed_aggregates,
+                            pseudonyms=Pseudonyms(self.pseudonymize_key.get_secret_value()
+                                                  if self.pseudonymize_key else None),
+                            user_ttl_ms=round(self.user_ttl_days * 86_400_000),
                             **{name: getattr(self, name) for name in CAPACITIES})
 
 
 CAPACITIES = ("trending_max_items", "trending_max_scopes", "context_max_items", "context_max_scopes",
               "covisit_max_items", "mf_max_items")
 ENV_PREFIX = "RECO_"
+SECRETS = ("sasl_password", "serve_token", "pseudonymize_key")
 JSON_FIELDS = ("kafka_extra", "variants")  # given as JSON in the environment
 
 
@@ -185,7 +202,7 @@ def explain(error: Exception, flagged: Collection[str] = ()) -> str:
             if path != field:
                 lines.append(f"{path} (in `{field}`, env {ENV_PREFIX}{field.upper()} or the config file): {e['msg']}")
                 continue
-            got = e.get("input")
+            got = None if field in SECRETS else e.get("input")  # a secret is never echoed
             lines.append(f"{_where(field, flagged)}: {e['msg']}" + (f" (got {got!r})" if isinstance(got, (str, int, float)) else ""))
         return "; ".join(lines)
     if isinstance(error, SettingsError):

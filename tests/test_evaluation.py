@@ -121,9 +121,11 @@ def test_cli_json_shape_and_otto():
     assert {"hr@10", "hr@20", "mrr@20", "ndcg@20", "coverage", "events_per_s"} <= set(report["engine"])
     assert report["engine"]["hr@20"] > report["baselines"]["trending"]["hr@20"]
     table = CliRunner().invoke(command, [str(YOOCHOOSE), "--limit", "5000", "--jobs", "1"])
-    assert table.exit_code == 0 and "river_biased_mf" in table.output
+    assert table.exit_code == 0 and "river reco.BiasedMF" in table.output and "co-visitation only" in table.output
+    assert max(len(line) for line in table.output.splitlines()) <= 100, "fits a 100-column terminal"
+    assert "- when the file has no catalogue" in table.output  # what a "-" means is said
     # not a terminal (a CI log): a line per subject at each quarter instead of a bar
-    assert "engine: 5,000/5,000 events" in table.stderr and "covisit: 3,000/5,000 events" in table.stderr
+    assert "engine: 5,000/5,000 events" in table.stderr and "co-visitation only: 3,000/5,000 events" in table.stderr
     shards = CliRunner().invoke(command, [str(OTTO), "--json", "--partitions", "2", "--baseline", "covisit"])
     assert shards.exit_code == 0, shards.output
     report = orjson.loads(shards.output)
@@ -210,4 +212,4 @@ def test_cli_leaves_out_what_the_worker_would_dead_letter_and_shows_every_cutoff
     report = orjson.loads(result.stdout)
     assert report["engine"]["events"] == 4 and {"hr@3", "hr@50"} <= set(report["engine"])
     table = CliRunner().invoke(cli, ["evaluate", str(path), "--k", "3", "--k", "50", "--baseline", "covisit"])
-    assert "hr@50" in table.stdout and "ndcg@3" in table.stdout
+    assert "HR@50" in table.stdout and "NDCG@3" in table.stdout
