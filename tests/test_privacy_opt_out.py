@@ -19,8 +19,9 @@ from online_models.synthetic import interactions
 from streams.broker import free_port
 from streams.clients import ensure_topics
 from streams.control import control_request
-from streams.decode import CONTROL_HEADER
+from streams.decode import CONTROL_HEADER, Rejected, UserControl, decode_control
 from streams.schemas import load_schema
+from streams.serve import forget_request
 from streams.state_dump import dump_state, partition_stores
 
 from helpers import event, http, latest_by_key, read_all, wait_until
@@ -139,6 +140,16 @@ def test_opted_out_events_feed_the_anonymous_aggregates_only_when_the_setting_sa
         assert user_key("alice") not in rows
         models = {k.split(b"\x00")[1] for k in rows if k.startswith(b"m\x00")}
         assert models == ({b"trending", b"context", b"mf"} if feed else set())
+
+
+def test_a_marker_must_name_its_request_s_action_and_forget_user_v1_values_still_decode():
+    assert decode_control(b"a", control_request("a", "opt_out"), b"opt_out") == UserControl("a", "opt_out")
+    mismatch = decode_control(b"a", control_request("a", "opt_out"), b"forget_user")
+    assert isinstance(mismatch, Rejected) and mismatch.code == "schema"
+    legacy = orjson.dumps({"user_id": "a", "action": "forget_user"})  # a forget-user.v1 value
+    jsonschema.validate(orjson.loads(legacy), load_schema("forget-user"))
+    assert decode_control(b"a", legacy, b"forget_user") == UserControl("a", "forget_user")
+    assert decode_control(b"a", forget_request("a"), b"forget_user") == UserControl("a", "forget_user")
 
 
 def test_reco_opt_out_writes_a_control_request_and_refuses_a_bad_id(broker, tmp_path):
