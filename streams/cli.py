@@ -300,8 +300,8 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
               help="first replay every update still in the topic (compaction keeps at least each "
                    "user's latest; older ones may include users forgotten since)")
 @click.option("--user", "user_id", help="only this user")
-@click.option("--json", "as_json", is_flag=True, help="print raw JSON values (a deleted list: "
-              '{"user_id": …, "deleted": true})')
+@click.option("--json", "as_json", is_flag=True, help="print raw JSON values, one recommendation per line; a deleted "
+              "list prints as null (use --user to know whose)")
 @click.option("--timeout", type=float, help="stop after this many seconds")
 @click.option("--count", type=int, help="stop after this many updates")
 @click.pass_context
@@ -320,8 +320,8 @@ def tail(ctx: click.Context, from_beginning: bool, user_id: str | None, as_json:
             if user_id and user != user_id:
                 continue
             if rec is None:  # forgotten: the topic's value for the user is now a tombstone
-                click.echo(orjson.dumps({"user_id": user, "deleted": True}).decode() if as_json
-                           else format_deleted(user))
+                # --json: the tombstone's value, null, so every other line stays a recommendation
+                click.echo("null" if as_json else format_deleted(user))
             else:
                 click.echo(orjson.dumps(rec).decode() if as_json else format_line(rec))
             shown += 1
