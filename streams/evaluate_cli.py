@@ -115,18 +115,16 @@ def evaluate(ctx: click.Context, file: str, as_json: bool, ks: tuple[int, ...], 
     rows += [(f"engine · {name}", r) for name, r in report["engine"].get("variants", {}).items()]
     rows += [(SUBJECTS.get(name, name), r) for name, r in report["baselines"].items()]
     console = Console(width=100)  # fits a 100-column terminal: ranking quality, then the rest
-    title = f"prequential evaluation of {file} ({report['engine']['events']} events{shards})"
-    for cols, caption in (([f"{m}@{k}" for k in ks for m in ("hr", "mrr", "ndcg")], title), (list(COLUMNS), None)):
-        table = Table(title=caption, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
+    console.print(f"prequential evaluation of {file} ({report['engine']['events']} events{shards})")
+    for cols in ([f"{m}@{k}" for k in ks for m in ("hr", "mrr", "ndcg")], list(COLUMNS)):
+        table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
         table.add_column("subject", no_wrap=True)
         for c in cols:
             table.add_column(HEADERS.get(c, c.upper()), justify="right", no_wrap=True)
         for name, r in rows:
             table.add_row(name, *("-" if r.get(c) is None else _cell(c, r[c]) for c in cols))
         console.print(table)
-    console.print("ILD: intra-list diversity of each list's items in the engine's MF space (0–2, 1 = unrelated). "
-                  "cat-div: share of item pairs from different categories; - when the file has no catalogue "
-                  "records. ev/s: events per second.")
+    console.print(FOOTNOTE)
     lift = report["engine"].get("lift_over_best_baseline")
     if lift is not None:
         click.echo(f"engine HR@20 / best baseline HR@20 = {lift}")
@@ -137,6 +135,12 @@ SUBJECTS = {"covisit": "co-visitation only", "trending": "trending only", "mf": 
             "river_biased_mf": "river reco.BiasedMF"}
 HEADERS = {"coverage": "coverage", "intra_list_diversity": "ILD", "category_diversity": "cat-div",
            "events_per_s": "ev/s"}
+
+
+FOOTNOTE = ("ILD: intra-list diversity in the engine's MF space (0–2, 1 = unrelated). cat-div: share of "
+            "listed item pairs from different categories. ev/s: events per second. -: not measured — "
+            "cat-div needs catalogue records with a category in FILE and a subject that reads them "
+            "(not river), ILD lists of two or more items the engine's MF knows.")
 
 
 def _cell(column: str, value) -> str:
