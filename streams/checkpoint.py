@@ -29,7 +29,7 @@ import time
 from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from online_models.engine import Engine
-from online_models.store import USER
+from online_models.store import OPT_OUT, RETENTION_INDEX, USER
 
 from .changelog import commit_record, row_headers, snapshot_record
 from .metrics import Metrics
@@ -37,6 +37,7 @@ from .metrics import Metrics
 log = logging.getLogger(__name__)
 
 
+PERSONAL = (USER, OPT_OUT, RETENTION_INDEX)  # row prefixes that name a user
 SNAPSHOT_FACTOR = 2  # snapshot once the log since the last one is this many times the state (and big enough)
 
 
@@ -137,7 +138,7 @@ class Checkpointer:
         for partition, (engine, rows, position, meta, committed_at) in staged.items():
             meta["next"] = committed_at[0] + 1  # a disk-kept store catches up from here (decision 0014)
             engine.store.write(rows, position, meta)
-            engine.store.erase([k for k, v in rows.items() if v is None and k.startswith(USER)])  # forgotten users
+            self._erase_people(engine, rows)
         snapshots = [TopicPartition(self.changelog_topic, p, self.snapshot(p, engine))
                      for p, (engine, _, _, meta, _) in staged.items() if self._snapshot_due(meta)]
         if commit_offsets:
@@ -145,6 +146,14 @@ class Checkpointer:
                        if pos is not None]
             if offsets or snapshots:
                 commit_offsets(offsets + snapshots)
+
+    @staticmethod
+    def _erase_people(engine: Engine, rows: dict[bytes, bytes | None]) -> None:
+        """A user deleted (forget, opt-out, retention) or an opt-out withdrawn: compact their rows,
+        and the index rows that named them, out of the store's files too (model rows hold no ids)."""
+        deleted = [k for k, v in rows.items() if v is None and k.startswith(PERSONAL)]
+        if any(k.startswith((USER, OPT_OUT)) for k in deleted):
+            engine.store.erase(deleted)
 
     def _snapshot_due(self, meta: dict) -> bool:
         log_records = meta.get("log_records", 0)

@@ -137,6 +137,8 @@ def broker(port: int, host: str):
 @click.pass_context
 def run(ctx: click.Context):
     """Run one engine worker (several share the work through the consumer group)."""
+    from online_models.engine import StateFormatError
+
     from .clients import TopologyError
     from .http import Health, PortInUse, serve
     from .metrics import Metrics
@@ -157,8 +159,8 @@ def run(ctx: click.Context):
         signal.signal(sig, lambda *_: worker.stop())
     try:
         worker.run()
-    except TopologyError as e:
-        raise click.ClickException(str(e)) from e
+    except (TopologyError, StateFormatError) as e:  # the message says what to do
+        raise click.ClickException(str(e)) from None
 
 
 @cli.command()
