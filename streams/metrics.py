@@ -32,7 +32,7 @@ class Metrics:
         self.registry = r = registry or CollectorRegistry()
         self._event_children: dict[tuple[str, str], Counter] = {}
         self.events = Counter("reco_events_consumed_total", "Interaction events consumed",
-                              ["type", "outcome"], registry=r)  # outcome: applied|invalid|duplicate|failed
+                              ["type", "outcome"], registry=r)  # outcome: applied|invalid|duplicate|failed|opted_out
         self.dlq = Counter("reco_dlq_writes_total", "Records written to the dead-letter topic",
                            ["reason"], registry=r)
         self.published = Counter("reco_recommendations_published_total",
