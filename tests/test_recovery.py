@@ -25,13 +25,14 @@ N_EVENTS = 100_000
 PARTITIONS = 4
 
 
-def make_settings(broker, root) -> Settings:
+def make_settings(broker, root, **overrides) -> Settings:
     tag = uuid.uuid4().hex[:8]
-    return Settings(bootstrap_servers=broker.bootstrap, group_id=f"g-{tag}",
-                    interactions_topic=f"in-{tag}", items_topic=f"items-{tag}",
-                    recommendations_topic=f"recs-{tag}", dlq_topic=f"dlq-{tag}", control_topic=f"ctl-{tag}",
-                    changelog_topic=f"chg-{tag}", state_dir=root / tag, partitions=PARTITIONS,
-                    session_timeout_ms=2000, metrics_port=0)
+    values = dict(bootstrap_servers=broker.bootstrap, group_id=f"g-{tag}",
+                  interactions_topic=f"in-{tag}", items_topic=f"items-{tag}",
+                  recommendations_topic=f"recs-{tag}", dlq_topic=f"dlq-{tag}", control_topic=f"ctl-{tag}",
+                  changelog_topic=f"chg-{tag}", state_dir=root / tag, partitions=PARTITIONS,
+                  session_timeout_ms=2000, metrics_port=0)
+    return Settings(**{**values, **overrides})
 
 
 def records(events):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import uuid
 
 import orjson
 import pytest
@@ -18,6 +17,7 @@ from streams.clients import admin, ensure_topics
 from streams.settings import Settings
 from streams.state_dump import dump_state
 
+import test_recovery as recovery
 from helpers import event, latest_by_key, produce, read_all, wait_until
 from workers import spawn, stop, wait_caught_up
 
@@ -26,13 +26,16 @@ PARTITIONS = 2
 
 
 def make_settings(broker, root, **overrides) -> Settings:
-    tag = uuid.uuid4().hex[:8]
-    values = dict(bootstrap_servers=broker.bootstrap, group_id=f"g-{tag}", interactions_topic=f"in-{tag}",
-                  items_topic=f"items-{tag}", recommendations_topic=f"recs-{tag}", dlq_topic=f"dlq-{tag}",
-                  control_topic=f"ctl-{tag}", changelog_topic=f"chg-{tag}", state_dir=root / tag,
-                  partitions=PARTITIONS, session_timeout_ms=2000, metrics_port=0)
-    values.update(overrides)
-    return Settings(**values)
+    return recovery.make_settings(broker, root, **{"partitions": PARTITIONS, **overrides})
+
+
+def run_to_the_end(s: Settings, evs: list[dict], **spawn_args) -> dict[int, int]:
+    """Produce `evs`, run a worker until it checkpointed all of them, stop it; the end offsets."""
+    ends = produce(s, records(evs))
+    proc = spawn(s, **spawn_args)
+    wait_caught_up([s.state_dir], s.interactions_topic, ends, procs=[proc])
+    assert stop(proc) == 0
+    return ends
 
 
 def records(events):
@@ -113,11 +116,7 @@ def test_kill9_inside_a_checkpoint_then_restore_failover_and_catch_up_equal_an_u
 def test_a_recreated_input_topic_is_read_from_its_start_keeping_the_state(broker, tmp_path):
     s = make_settings(broker, tmp_path)
     ensure_topics(s)
-    first = [event(f"u{n % 100}", f"i{n % 40}", ts=1_700_000_000_000 + n) for n in range(1000)]
-    ends = produce(s, records(first))
-    proc = spawn(s)
-    wait_caught_up([s.state_dir], s.interactions_topic, ends, procs=[proc])
-    assert stop(proc) == 0
+    run_to_the_end(s, [event(f"u{n % 100}", f"i{n % 40}", ts=1_700_000_000_000 + n) for n in range(1000)])
     recreate(s, s.interactions_topic)
     # More records than the stored positions: offsets alone cannot tell the topic is new.
     second = [event(f"n{n % 300}", f"i{n % 40}", ts=1_700_000_100_000 + n) for n in range(3000)]
@@ -135,16 +134,10 @@ def test_a_recreated_input_topic_is_read_from_its_start_keeping_the_state(broker
 def test_a_recreated_changelog_is_reseeded_and_a_later_restore_is_whole(broker, tmp_path):
     s = make_settings(broker, tmp_path)
     ensure_topics(s)
-    ends = produce(s, records([event(f"u{n % 100}", "i1", ts=1_700_000_000_000 + n) for n in range(500)]))
-    proc = spawn(s)
-    wait_caught_up([s.state_dir], s.interactions_topic, ends, procs=[proc])
-    assert stop(proc) == 0
+    run_to_the_end(s, [event(f"u{n % 100}", "i1", ts=1_700_000_000_000 + n) for n in range(500)])
     recreate(s, s.changelog_topic)
-    ends = produce(s, records([event(f"v{n % 50}", "i2", ts=1_700_000_100_000 + n) for n in range(200)]))
     log = tmp_path / "worker.log"
-    proc = spawn(s, log=log)
-    wait_caught_up([s.state_dir], s.interactions_topic, ends, procs=[proc])
-    assert stop(proc) == 0
+    ends = run_to_the_end(s, [event(f"v{n % 50}", "i2", ts=1_700_000_100_000 + n) for n in range(200)], log=log)
     assert "re-seeding it from the local store" in log.read_text()
     before = dump_state(s.state_dir, s.interactions_topic)
     shutil.rmtree(s.state_dir)                                # then the disk is lost
@@ -159,10 +152,7 @@ def test_a_recreated_changelog_is_reseeded_and_a_later_restore_is_whole(broker, 
 def test_a_changelog_that_lost_its_start_is_refused_with_one_clear_line(broker, tmp_path):
     s = make_settings(broker, tmp_path)
     ensure_topics(s)
-    ends = produce(s, records([event(f"u{n % 100}", "i1", ts=1_700_000_000_000 + n) for n in range(500)]))
-    proc = spawn(s)
-    wait_caught_up([s.state_dir], s.interactions_topic, ends, procs=[proc])
-    assert stop(proc) == 0
+    run_to_the_end(s, [event(f"u{n % 100}", "i1", ts=1_700_000_000_000 + n) for n in range(500)])
     # A copy of the changelog without its first records: what retention or a partial copy leaves.
     truncated = make_settings(broker, tmp_path, group_id=s.group_id + "-t", interactions_topic=s.interactions_topic,
                               changelog_topic=s.changelog_topic + "-t", state_dir=tmp_path / "empty")
