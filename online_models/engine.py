@@ -237,12 +237,14 @@ class Engine:
         """Drop everything this shard keeps about the user: their state row, which also holds
         their MF vector and taste profile (models keep no per-user rows; the aggregates their
         events fed — item factors, co-visitation counts, trending — hold no user id).
-        Returns whether this shard knew the user."""
+        Returns whether this shard knew the user; one it did not know costs nothing (the
+        marker reaches every partition: no tombstone row for a key no store holds)."""
         known = user_id in self._users or (user_id not in self._forgotten
                                            and self.store.get(self._row(user_id)) is not None)
         self._users.pop(user_id, None)
         self._dirty_users.discard(user_id)
-        self._forgotten.add(user_id)
+        if known:
+            self._forgotten.add(user_id)
         return known
 
     # -- retention ------------------------------------------------------------------------

@@ -99,6 +99,15 @@ def test_forget_user_removes_every_trace(tmp_path):
     assert not any(k.startswith(USER + b"u1") and len(k) == len(USER) + 2 for k, _ in engine.store.scan(USER))
 
 
+def test_forgetting_a_user_the_shard_never_knew_writes_nothing(tmp_path):
+    """The marker reaches every partition: a flood of forgets for unknown ids costs no changelog rows."""
+    engine = Engine(PartitionStore(tmp_path), catalog(), CONFIG)
+    run(engine, synthetic.events(300))
+    engine.checkpoint(300)
+    assert engine.forget_user("nobody-knows-me") is False
+    assert engine.pending_rows() == {}
+
+
 @pytest.mark.parametrize("explore", [0.0, 1.0])
 def test_exploration_weight_controls_explored_slots(tmp_path, explore):
     cfg = EngineConfig(variants=(Variant(blend=Blend(explore=explore)),))
