@@ -93,7 +93,11 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
     control = app.topic(settings.control_topic, **raw)
     interactions = app.topic(settings.interactions_topic, **raw)
     dlq = app.topic(settings.dlq_topic, **raw)
-    table = app.Table(TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes)
+    # Its changelog holds user ids: on Apache Kafka a forgotten user's old list is compacted away
+    # within RECO_COMPACTION_MAX_LAG_MS, like recommendations (streams/clients.py topic_specs).
+    table = app.Table(TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes,
+                      extra_topic_configs={"max.compaction.lag.ms": str(settings.compaction_max_lag_ms),
+                                           "segment.ms": str(settings.segment_ms)})
     token = settings.serve_token.get_secret_value() if settings.serve_token else None
     writes = RateLimit(settings.serve_write_rate)
 

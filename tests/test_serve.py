@@ -7,10 +7,11 @@ import json
 import subprocess
 
 import orjson
+from confluent_kafka.admin import ConfigResource
 
 from online_models.store import user_key
 from streams.broker import free_port
-from streams.clients import ensure_topics
+from streams.clients import admin, ensure_topics
 from streams.state_dump import dump_state
 
 from helpers import event, http, latest_by_key, produce, read_all, wait_until
@@ -45,6 +46,13 @@ def test_serving_and_forgetting_a_user_everywhere(settings_factory, tmp_path):
         wait_until(lambda: all(served(u) for u in users), timeout=90, what="serve app to answer every user",
                    interval=0.5)
         assert http(f"{base}/recommendations/nobody/")[0] == 404
+        # Every compacted topic that holds user ids bounds how long an old record survives.
+        client = admin(s)
+        for topic in (s.recommendations_topic, s.changelog_topic, f"{s.group_id}-serve-served-recommendations-changelog"):
+            resource = ConfigResource("topic", topic)
+            entries = client.describe_configs([resource], request_timeout=10)[resource].result(10)
+            assert entries["max.compaction.lag.ms"].value == str(s.compaction_max_lag_ms), topic
+            assert entries["segment.ms"].value == str(s.segment_ms), topic
         status, body = http(f"{base}/recommendations/{users[0]}")  # no trailing slash: same answer
         assert status == 200 and orjson.loads(body) == published[users[0]]
 
