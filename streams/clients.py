@@ -110,14 +110,17 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
     min_lag_ms = int(2 * settings.snapshot_max_age_s * 1000)
     changelog = {**bounded, "min.compaction.lag.ms": str(min_lag_ms),
                  "max.compaction.lag.ms": str(max(settings.compaction_max_lag_ms, min_lag_ms))}
+    # Raw records naming users (events, forget/opt-out requests, rejected input) are deleted
+    # after a known time, whatever the broker's default is.
+    raw = {"retention.ms": str(settings.raw_retention_ms)}
     return {
         # The broker stamps the record time: a producer cannot date an event's record in 2099
         # to slip it past ts_in_future, and replays see the stored stamp (decision 0003).
-        settings.interactions_topic: {"message.timestamp.type": "LogAppendTime"},
+        settings.interactions_topic: {**raw, "message.timestamp.type": "LogAppendTime"},
         settings.items_topic: compact,
         settings.recommendations_topic: bounded,
-        settings.dlq_topic: {},
-        settings.control_topic: {},
+        settings.dlq_topic: raw,
+        settings.control_topic: raw,
         settings.changelog_topic: changelog,
     }
 

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     compaction_max_lag_ms: int = Field(86_400_000, ge=60_000, description="created compacted topics that hold user "
                                        "ids compact an old record within this time (Apache Kafka)")
     segment_ms: int = Field(3_600_000, ge=60_000, description="created compacted topics roll segments this often")
+    raw_retention_ms: int = Field(7 * 86_400_000, ge=3_600_000, description="created topics of raw records "
+                                  "that name users (interactions, its DLQ, control requests) keep them this long")
     stale_store_delay_s: float = Field(600.0, ge=0, description="a local store of a partition owned elsewhere "
                                        "is removed after this long")
     fault_kill_in_checkpoint: int = Field(0, ge=0, description="tests only: SIGKILL the worker half-way "

@@ -53,6 +53,10 @@ def test_serving_and_forgetting_a_user_everywhere(settings_factory, tmp_path):
             entries = client.describe_configs([resource], request_timeout=10)[resource].result(10)
             assert entries["max.compaction.lag.ms"].value == str(s.compaction_max_lag_ms), topic
             assert entries["segment.ms"].value == str(s.segment_ms), topic
+        for topic in (s.interactions_topic, s.dlq_topic, s.control_topic):  # raw records naming users
+            resource = ConfigResource("topic", topic)
+            entries = client.describe_configs([resource], request_timeout=10)[resource].result(10)
+            assert entries["retention.ms"].value == str(s.raw_retention_ms), topic
         status, body = http(f"{base}/recommendations/{users[0]}")  # no trailing slash: same answer
         assert status == 200 and orjson.loads(body) == published[users[0]]
 
