@@ -18,29 +18,63 @@ def catalogue(n_items: int = 500, n_categories: int = 12, seed: int = 7) -> list
 
 def interactions(n_events: int, n_users: int = 2000, n_items: int = 500, seed: int = 7,
                  start_ts: int = 1_700_000_000_000) -> list[dict]:
-    """Time-ordered events; each user browses sessions that stay near one category."""
+    """Time-ordered events; each user browses sessions that stay near one category. Users are
+    drawn from a Pareto law: few distinct users per batch (~29 per 500 events at 20k users)."""
     rng = random.Random(seed)
-    n_categories = 12
-    ts = start_ts
-    sessions: dict[int, tuple[int, int]] = {}  # user -> (session number, favourite category)
+    world = _World(rng, n_items, seed, start_ts)
+    return [world.event(n, lambda: int(rng.paretovariate(1.2)) % n_users) for n in range(n_events)]
+
+
+def shop_traffic(n_events: int, n_users: int = 20_000, n_items: int = 5_000, seed: int = 7,
+                 start_ts: int = 1_700_000_000_000, active: int = 30, mean_session: float = 4.0) -> list[dict]:
+    """A shop's mix of users: `active` sessions browse at once, each lasting `mean_session`
+    events on average, new visitors (and some returning ones) taking the place of those who
+    leave. At the defaults a 500-event batch touches ~146 distinct users, as the Yoochoose
+    sample does (~148): what makes ranking, not learning, most of a worker's cost."""
+    rng = random.Random(seed)
+    world = _World(rng, n_items, seed, start_ts)
+    pool: list[int] = []
+    arrived = 0
     events = []
     for n in range(n_events):
-        ts += rng.randint(1, 400)
-        u = int(rng.paretovariate(1.2)) % n_users
-        session_no, cat = sessions.get(u, (0, rng.randrange(n_categories)))
+        while len(pool) < active:
+            returning = arrived and rng.random() < 0.2
+            pool.append(rng.randrange(min(arrived, n_users)) if returning else arrived % n_users)
+            arrived += not returning
+        k = rng.randrange(len(pool))
+        events.append(world.event(n, lambda: pool[k]))
+        if rng.random() < 1 / mean_session:
+            pool[k] = pool[-1]
+            pool.pop()
+    return events
+
+
+class _World:
+    """The items, types and clock both generators share: each user's sessions stay near one
+    category, 80 % of the time."""
+    N_CATEGORIES = 12
+
+    def __init__(self, rng: random.Random, n_items: int, seed: int, start_ts: int):
+        self.rng, self.n_items, self.seed, self.ts = rng, n_items, seed, start_ts
+        self.sessions: dict[int, tuple[int, int]] = {}  # user -> (session number, favourite category)
+
+    def event(self, n: int, pick_user) -> dict:
+        rng, n_categories = self.rng, self.N_CATEGORIES
+        self.ts += rng.randint(1, 400)
+        u = pick_user()
+        session_no, cat = self.sessions.get(u, (0, rng.randrange(n_categories)))
         if rng.random() < 0.08:
             session_no, cat = session_no + 1, rng.randrange(n_categories)
-        sessions[u] = (session_no, cat)
+        self.sessions[u] = (session_no, cat)
         if rng.random() < 0.8:
-            item = cat + n_categories * rng.randrange(max(n_items // n_categories, 1))
+            item = cat + n_categories * rng.randrange(max(self.n_items // n_categories, 1))
         else:
-            item = rng.randrange(n_items)
-        events.append({
-            "event_id": f"syn-{seed}-{n}", "user_id": f"user-{u}", "item_id": f"item-{item % n_items}",
-            "type": rng.choices(TYPES, TYPE_P)[0], "ts": ts, "session_id": f"user-{u}-s{session_no}",
+            item = rng.randrange(self.n_items)
+        return {
+            "event_id": f"syn-{self.seed}-{n}", "user_id": f"user-{u}", "item_id": f"item-{item % self.n_items}",
+            "type": rng.choices(TYPES, TYPE_P)[0], "ts": self.ts, "session_id": f"user-{u}-s{session_no}",
             "context": {"device": DEVICES[u % 3]},
-        })
-    return events
+        }
 
 
 # -- a small, dense world for the model unit tests ------------------------------------------

@@ -398,8 +398,10 @@ def bench(n_events: int, n_partitions: int, rounds: int, as_json: bool):
     from .bench import run_bench
 
     logging.basicConfig(level=logging.WARNING)
-    _print_rounds(run_bench(n_events, n_partitions, rounds), as_json,
-                  f"{n_events:,} synthetic events, {n_partitions} partitions, embedded broker",
+    result = run_bench(n_events, n_partitions, rounds)
+    _print_rounds(result, as_json,
+                  f"{n_events:,} synthetic shop events ({result['users_per_batch']:.0f} distinct users per "
+                  f"{result['batch_size']}-event batch), {n_partitions} partitions, embedded broker",
                   lambda r: (f"bare consumer {r['bare_events_per_s']:>9,} ev/s   "
                              f"engine worker {r['worker_events_per_s']:>8,} ev/s   ratio {r['ratio']:.3f}"),
                   "median worker/bare ratio")

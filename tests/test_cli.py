@@ -321,9 +321,12 @@ def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run():
     assert result["events"] == 1500 and result["partitions"] == 2
     assert r["bare_events_per_s"] > r["worker_events_per_s"] > 0  # parsing alone beats learning + ranking
     assert r["ratio"] == result["median_ratio"] < 1
+    # A shop's mix of users, as on real traffic (Yoochoose: ~148 distinct users per 500 events).
+    assert result["batch_size"] == 500 and 120 < result["users_per_batch"] < 170
     table = subprocess.run(RECO + ["bench", "--events", "500", "--rounds", "1", "--partitions", "1"],
                            capture_output=True, text=True, timeout=180)
     assert table.returncode == 0 and "median worker/bare ratio: " in table.stdout
+    assert "distinct users per 500-event batch" in table.stdout
 
 
 @pytest.mark.parametrize("env, words", [({"RECO_KAFKA_EXTRA": '{"bogus.prop": 1}'}, 'No such configuration property: "bogus.prop"'),
