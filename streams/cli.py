@@ -170,6 +170,7 @@ def serve(ctx: click.Context, port: int | None):
     """Serve the latest recommendations over HTTP and apply forget-user requests (faust app).
 
     GET /recommendations/{user_id}/ returns the user's current list;
+    GET /users/{user_id}/profile/ what the engine holds about the user (as `reco explain --json`);
     POST /users/{user_id}/forget/ removes the user from every store."""
     from .serve import serve as run_serve
 
@@ -228,6 +229,40 @@ def opt_out(ctx: click.Context, user_id: str):
 def opt_in(ctx: click.Context, user_id: str):
     """End USER_ID's opt-out: their next events build a profile again, starting from an empty one."""
     _send_control(ctx, user_id, "opt_in")
+
+
+@cli.command()
+@click.argument("user_id")
+@click.option("--json", "as_json", is_flag=True, help="print the profile as one JSON object (sorted keys)")
+@click.pass_context
+def explain(ctx: click.Context, user_id: str, as_json: bool):
+    """Show what the engine holds about USER_ID (their right of access), in words: recent items
+    and event types, session, purchases, skips, taste categories, A/B variant, opt-out status
+    and the current list with its reasons.
+
+    Reads the worker's stores under --state-dir read-only (it works beside a running worker; run
+    it on each worker's host, or ask `reco serve`: GET /users/{user_id}/profile/) and the user's
+    latest list on the recommendations topic. A user the engine holds nothing about (never
+    seen, forgotten, deleted after the retention period) is answered so, with exit status 0;
+    with --json, "held" is then false."""
+    from online_models.profile import lines
+
+    from .control import request_problem
+    from .profile import ProfileError, build, current_list, from_stores, to_json
+
+    problem = request_problem(user_id, "forget_user")
+    if problem is not None:
+        raise click.ClickException(f"invalid user id: {problem}")
+    settings = _settings(ctx)
+    if not Path(settings.state_dir).is_dir():
+        raise click.ClickException(f"no state directory at {settings.state_dir} (--state-dir / RECO_STATE_DIR: "
+                                   "a worker's; or ask `reco serve`: GET /users/{user_id}/profile/)")
+    try:
+        states, opted_out = from_stores(settings, user_id)
+        found = build(settings, user_id, states, opted_out, current_list(settings, user_id))
+    except ProfileError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(to_json(found, indent=True).decode() if as_json else "\n".join(lines(found)))
 
 
 @cli.command()

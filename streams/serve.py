@@ -15,8 +15,13 @@ Every partition gets a marker because the engine cannot know how producers parti
 `POST /users/{user_id}/opt-out` and `/opt-in` (or `reco opt-out` / `reco opt-in`) travel the same
 way (schemas/user-control.v1.json; the marker header is the request's action).
 
-Write endpoints need `Authorization: Bearer <RECO_SERVE_TOKEN>` when that is set, are
-rate-limited, and refuse ids the worker would refuse (serve_guard); `/readyz` says whether the
+A person's own profile: `GET /users/{user_id}/profile/` shows what the engine holds about them
+(streams/profile.py): their state rows as committed in the state changelog (this process owns
+no store), their opt-out marker and the list in the table — the same object as `reco explain
+--json`; 404 when nothing is held.
+
+Write endpoints and the profile need `Authorization: Bearer <RECO_SERVE_TOKEN>` when that is set,
+are rate-limited, and refuse ids the worker would refuse (serve_guard); `/readyz` says whether the
 table is restored and both agents are up. What would end in a traceback or a crash loop — a busy
 port, a broker that lost its topics, a table changelog of another partition count — ends in one
 line (serve_startup), and faust's own log lines are quietened (serve_logs).
@@ -32,12 +37,15 @@ import time
 
 import click
 import faust
+import orjson
+from confluent_kafka import KafkaException
 from faust.exceptions import ConsistencyError
 from faust.web import Request, Response, View
 
 from . import clients
 from .control import control_request
 from .decode import CONTROL_HEADER, Rejected, decode_control, dlq_headers
+from .profile import ProfileError, build, from_changelog, to_json
 from .serve_guard import RateLimit, authorized, invalid_user_id
 from .serve_health import ServeHealth
 from .serve_logs import quiet_libraries
@@ -100,6 +108,7 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
                                            "segment.ms": str(settings.segment_ms)})
     token = settings.serve_token.get_secret_value() if settings.serve_token else None
     writes = RateLimit(settings.serve_write_rate)
+    profiles = RateLimit(settings.serve_write_rate)  # each reads the state changelog: as scarce as a write
 
     @app.agent(recommendations)
     async def serve_recommendations(stream):
@@ -168,16 +177,17 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
         async def recommendations_topic_unchanged():
             await asyncio.to_thread(watch.check)  # a ServeError here stops the app (see serve())
 
-    def refused(view: View, request: Request, user_id: str) -> Response | None:
-        """Why a write request is not taken (401, 429, 400), or None. The token is checked
-        first, so that without it nothing is learnt about ids or the rate."""
+    def refused(view: View, request: Request, user_id: str, limit: RateLimit = writes,
+                what: str = "write") -> Response | None:
+        """Why a write (or profile) request is not taken (401, 429, 400), or None. The token is
+        checked first, so that without it nothing is learnt about ids or the rate."""
         if not authorized(request.headers.get("Authorization"), token):
             return view.json({"error": "missing or wrong bearer token (Authorization: Bearer <RECO_SERVE_TOKEN>)"},
                              status=401, headers={"WWW-Authenticate": "Bearer"})
-        if not writes.allow():
-            return view.json({"error": f"too many write requests (over {settings.serve_write_rate:g}/s; "
+        if not limit.allow():
+            return view.json({"error": f"too many {what} requests (over {settings.serve_write_rate:g}/s; "
                                        "RECO_SERVE_WRITE_RATE)"},
-                             status=429, headers={"Retry-After": str(writes.retry_after_s())})
+                             status=429, headers={"Retry-After": str(limit.retry_after_s())})
         return bad_id(view, user_id)
 
     def bad_id(view: View, user_id: str) -> Response | None:
@@ -197,6 +207,30 @@ def build_app(settings: Settings, partitions: int | None = None, health: ServeHe
             if value is None:
                 return self.json({"error": "no recommendations for this user"}, status=404)
             return self.bytes(value, content_type="application/json")
+
+    @app.page("/users/{user_id}/profile", name="profile-no-slash")
+    @app.page("/users/{user_id}/profile/", name="profile")
+    class Profile(View):
+        """What the engine holds about the user (right of access; streams/profile.py): their
+        state as committed in the changelog, their opt-out marker and the list this table holds.
+        It reveals a person's history: it needs the token as the write endpoints do."""
+        async def get(self, request: Request, user_id: str) -> Response:
+            refusal = refused(self, request, user_id, profiles, "profile")
+            return refusal if refusal is not None else await self.routed(request, user_id=user_id)
+
+        @app.table_route(table=table, match_info="user_id")
+        async def routed(self, request: Request, user_id: str) -> Response:
+            value = table.get(user_id.encode())
+            try:
+                states, opted_out = await asyncio.to_thread(from_changelog, settings, user_id,
+                                                            settings.serve_profile_timeout_s)
+            except (ProfileError, KafkaException) as e:
+                log.warning("profile request not answered: %s", e)
+                return self.json({"error": f"the profile cannot be read now: {e}"}, status=503)
+            found = build(settings, user_id, states, opted_out, orjson.loads(value) if value is not None else None)
+            if not found["held"]:
+                return self.json({"error": "the engine holds nothing about this user"}, status=404)
+            return self.bytes(to_json(found), content_type="application/json")
 
     async def write_request(view: View, request: Request, user_id: str, action: str) -> Response:
         refusal = refused(view, request, user_id)

@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     serve_token: SecretStr | None = Field(None, description="bearer token the write endpoints of `reco serve` require")
     serve_write_rate: float = Field(20.0, gt=0, description="write requests per second one `reco serve` accepts "
                                     "(bursts up to as many); more get 429")
+    serve_profile_timeout_s: float = Field(30.0, gt=0, description="GET /users/{id}/profile/ reads the state "
+                                           "changelog at most this long, then answers 503")
 
     @field_validator("variants")
     @classmethod
