@@ -98,16 +98,18 @@ class Report:
 
 def prequential(subject: Subject, events: Iterable[dict], ks: tuple[int, ...] = (10, 20),
                 diversity: Callable[[list[str]], float | None] | None = None,
-                progress: Callable[[int], None] | None = None) -> Report:
+                progress: Callable[[int], None] | None = None, warm_up: int = 0) -> Report:
     """Every event except skip/dislike is a target: the list is taken just before it, then the
-    subject learns it. Every DIVERSITY_SAMPLE-th list is kept for embedding diversity."""
+    subject learns it. Every DIVERSITY_SAMPLE-th list is kept for embedding diversity. The first
+    `warm_up` events are only learned: no list is ranked for them, and they count neither as
+    targets nor toward coverage (train on history, test on the rest)."""
     report = Report(ks=ks)
     kmax = max(ks)
     variant_of = getattr(subject, "variant_of", lambda user_id: None)
     started = time.perf_counter()
     negatives = NEGATIVE_TYPES
     for n, event in enumerate(events, 1):
-        if event["type"] not in negatives:
+        if n > warm_up and event["type"] not in negatives:
             ranked = subject.recommend_ids(event["user_id"], kmax)
             sample = report.targets % DIVERSITY_SAMPLE == 0
             variant = variant_of(event["user_id"])
@@ -153,7 +155,8 @@ def _make_subject(name: str, config: EngineConfig, catalog_records: list[dict] |
 
 
 def run_subject(name: str, events: list[dict], ks: tuple[int, ...], config: EngineConfig,
-                catalog_records: list[dict] | None, tick: Callable[[int], None] | None = None) -> tuple:
+                catalog_records: list[dict] | None, warm_up: int = 0,
+                tick: Callable[[int], None] | None = None) -> tuple:
     """One subject's prequential run: (name, report, referee) where the referee embedding
     (item index, vectors) is the engine's MF, used to judge every subject's diversity."""
     subject = _make_subject(name, config, catalog_records)
@@ -161,7 +164,7 @@ def run_subject(name: str, events: list[dict], ks: tuple[int, ...], config: Engi
         engine = getattr(subject, "engine", None)
         cat_div = (lambda items: category_diversity(items, engine.catalog)) \
             if catalog_records and engine is not None else None
-        report = prequential(subject, events, ks, cat_div, tick)
+        report = prequential(subject, events, ks, cat_div, tick, warm_up)
         referee = (engine.mf.index, engine.mf.vectors[:len(engine.mf.ids)]) if name == "engine" else None
         return name, report, referee
     finally:
@@ -217,7 +220,8 @@ def split_by_user(events: list[dict], partitions: int, partition_of: Callable[[s
 def evaluate(events: list[dict], ks: tuple[int, ...] = (10, 20), config: EngineConfig | None = None,
              catalog_records: list[dict] | None = None, baselines: tuple[str, ...] = BASELINES,
              progress: Callable[[str, int], Callable[[int], None]] | None = None, jobs: int = 1,
-             partitions: int = 1, partition_of: Callable[[str, int], int] | None = None) -> dict:
+             partitions: int = 1, partition_of: Callable[[str, int], int] | None = None,
+             warm_up: int = 0, score_from: int | None = None) -> dict:
     """`reco evaluate` semantics: the full engine and every baseline over the same events.
 
     `progress(name, total)` may return a per-1000-events callback (a progress bar). With
@@ -226,17 +230,27 @@ def evaluate(events: list[dict], ks: tuple[int, ...] = (10, 20), config: EngineC
 
     With `partitions` > 1 every subject runs once per partition on that partition's users only
     (split by `partition_of`), as the live workers' per-partition shards learn, and the
-    partitions' figures are added up: what a deployment with that many partitions would score."""
+    partitions' figures are added up: what a deployment with that many partitions would score.
+
+    `warm_up` (a number of events) and `score_from` (epoch ms) hold out history: the events before
+    both cut points (the first `warm_up` events, and those before `score_from`; `events` is in time
+    order) are learned by every subject without being scored, and the rest are scored as usual.
+    The report's `scored` says where scoring began and how many events it covered."""
     config = config or EngineConfig()
+    cut = min(warm_up, len(events))
+    if score_from is not None:
+        cut = max(cut, next((n for n, e in enumerate(events) if e["ts"] >= score_from), len(events)))
     names = ["engine", *baselines]
     ticks = {name: progress(name, len(events)) if progress else None for name in names}
     if partitions > 1:
         if partition_of is None:
             raise ValueError("partitions > 1 needs partition_of")
         shards = split_by_user(events, partitions, partition_of)
+        held = [len(s) for s in split_by_user(events[:cut], partitions, partition_of)]  # each shard's share
     else:
-        shards = [events]
-    tasks = [(name, shard, ks, config, catalog_records) for shard in shards for name in names]
+        shards, held = [events], [cut]
+    tasks = [(name, shard, ks, config, catalog_records, skip)
+             for shard, skip in zip(shards, held) for name in names]
     if jobs > 1 and len(tasks) > 1:
         results = _parallel(tasks, min(jobs, len(tasks)), ticks)
     else:
@@ -261,7 +275,11 @@ def evaluate(events: list[dict], ks: tuple[int, ...] = (10, 20), config: EngineC
         d["intra_list_diversity"] = round(total / n, 4) if n else None
         return d
 
-    out: dict = {"partitions": partitions, "baselines": {}}
+    out: dict = {"partitions": partitions,
+                 "scored": {"events": len(events) - cut, "of": len(events), "warm_up": cut,
+                            "score_from": score_from,
+                            "from_ts": events[cut]["ts"] if cut < len(events) else None},
+                 "baselines": {}}
     for name, report in reports.items():
         d = with_diversity(report.as_dict(), name)
         for v, figures in d.get("variants", {}).items():

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from online_models.datasets import FORMATS, MOVIELENS_MAPPING
+
 from .evaluate_cli import evaluate
 from .settings import Settings, SettingsProblem, load_settings, unknown_env
 
@@ -265,12 +267,13 @@ def explain(ctx: click.Context, user_id: str, as_json: bool):
     click.echo(to_json(found, indent=True).decode() if as_json else "\n".join(lines(found)))
 
 
-@cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@cli.command(epilog=MOVIELENS_MAPPING)
+@click.argument("file", type=click.Path(exists=True))
 @click.option("--rate", type=float, help="events per second (default: as fast as possible)")
-@click.option("--limit", type=click.IntRange(min=1), help="send only the first N records (after time ordering)")
-@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "yoochoose", "otto"]), default="auto",
-              show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="send only the first N events (after time ordering), "
+              "and every catalogue record")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="FILE's format (auto: by name and first line; a directory is MovieLens)")
 @click.option("--retime", is_flag=True, help="stamp each event with the current time (a historical file "
               "replayed as live traffic: lists, trending and sessions then follow today's clock)")
 @click.option("--skip-invalid", is_flag=True, help="send the valid lines and list the others (default: "
@@ -278,11 +281,12 @@ def explain(ctx: click.Context, user_id: str, as_json: bool):
 @click.pass_context
 def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None, fmt: str, retime: bool,
             skip_invalid: bool):
-    """Send events from FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL) to the interactions topic.
+    """Send events from FILE (contract JSONL, YOOCHOOSE TSV, OTTO JSONL, or a MovieLens directory or
+    ratings file) to the interactions topic.
 
     Events go out in time order (`ts`). Catalogue records in a contract JSONL file (lines with
     `item_id` and none of `type`, `user_id`, `ts`, `event_id`, `session_id`; schemas/item.v1.json)
-    go to the items topic, before the events. Every line is checked first as the worker would
+    and MovieLens movies go to the items topic, before the events. Every line is checked first as the worker would
     check it (schemas, ts in milliseconds, not ahead of now)."""
     from rich.progress import Progress
 
@@ -294,7 +298,7 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
     settings = _settings(ctx)
     try:
         resolved = detect_format(file) if fmt == "auto" else fmt
-        if resolved == "jsonl":
+        if resolved == "jsonl" and not Path(file).is_dir():  # a directory: load_events names the mistake
             numbered = [(f"line {n}", r) for n, r in read_jsonl_numbered(file)]
         else:
             numbered = [(f"event {n}", r) for n, r in enumerate(load_events(file, resolved, sort=False), 1)]
@@ -305,7 +309,10 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
             raise click.ClickException(f"{len(bad)} of {len(numbered)} records would be rejected by the worker; "
                                        "nothing was sent (fix them, or --skip-invalid to send the others)")
         skipped = {b.where for b in bad}
-        events = sort_events([r for where, r in numbered if where not in skipped], file)[:limit]
+        events = sort_events([r for where, r in numbered if where not in skipped], file)
+        if limit:  # catalogue records (no ts) come first: all of them, then the first N events
+            catalogue = sum(1 for e in events if is_item_record(e))
+            events = events[:catalogue + limit]
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     for b in bad[:10]:

@@ -11,7 +11,7 @@ from online_models.events import Interaction
 from .schemas import validator
 
 
-PLAUSIBLE_RECORD_TS = 946_684_800_000  # 2000-01-01 in ms, the schema's lower bound for `ts`
+PLAUSIBLE_RECORD_TS = 788_918_400_000  # 1995-01-01 in ms, the schema's lower bound for `ts`
 CONTROL_HEADER = "reco.control"   # on `interactions`: the record is a control marker, not an event
 # Marker header values = the request's `action` (schemas/user-control.v1.json).
 FORGET_USER = b"forget_user"
@@ -102,7 +102,7 @@ def decode_interaction(key: bytes | None, value: bytes | None, topic: str, parti
     start again at 0 does not repeat the ids of events already applied; and an event more than
     `max_ahead_ms` ahead of it is refused: its time would move every decayed model's clock forward
     and silence all the events after it (checked only against a plausible record timestamp, one
-    after 2000-01-01 in ms). Both depend on the record only, so replays agree. A producer can set
+    after 1995-01-01 in ms). Both depend on the record only, so replays agree. A producer can set
     the record timestamp to 2099 too: for producer-stamped records (CreateTime) the caller passes
     `now_ms`, the wall clock, and an event more than `max_ahead_ms` ahead of it is refused as well
     — the one check here a replay can decide differently, and only for such events."""

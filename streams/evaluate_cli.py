@@ -3,6 +3,7 @@ its baselines, no broker needed. Registered in streams/cli.py."""
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 
 import click
 import orjson
@@ -11,13 +12,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich import box
 from rich.table import Table
 
-from online_models.datasets import load_events, split_items
+from online_models.datasets import FORMATS, MOVIELENS_MAPPING, load_events, split_items
 from online_models.events import EVENT_TYPES
 from online_models.evaluation import BASELINES
 from online_models.evaluation import evaluate as run_evaluation
 
 from .clients import partition_for
-from .decode import interaction_problem
+from .decode import PLAUSIBLE_RECORD_TS, interaction_problem
 
 COLUMNS = ("coverage", "intra_list_diversity", "category_diversity", "events_per_s")  # after the @K ones
 
@@ -30,12 +31,12 @@ def _engine_config(ctx: click.Context):
     return _settings(ctx).engine_config()
 
 
-def load_interactions(file: str, limit: int | None = None) -> tuple[list[dict], list[dict]]:
+def load_interactions(file: str, limit: int | None = None, fmt: str = "auto") -> tuple[list[dict], list[dict]]:
     """(interactions, catalogue records) of FILE, time-ordered, for an offline replay: unknown
     event types stop here with the known ones; what the worker would dead-letter is left out
     with a warning; `limit` keeps the first N interactions."""
     try:
-        events, items = split_items(load_events(file))
+        events, items = split_items(load_events(file, fmt))
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     unknown = sorted({t for e in events if isinstance(t := e.get("type"), str)} - set(EVENT_TYPES))
@@ -56,6 +57,37 @@ def load_interactions(file: str, limit: int | None = None) -> tuple[list[dict], 
     return events, items
 
 
+class EventTime(click.ParamType):
+    """An event time: epoch milliseconds, or an ISO date / date-time (UTC unless it says otherwise)."""
+    name = "TS"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if text.lstrip("-").isdigit():
+            ms = int(text)
+            if ms < PLAUSIBLE_RECORD_TS:
+                self.fail(f"{text} is not epoch milliseconds from 1995 on (seconds? then {text}000), "
+                          "nor an ISO date such as 2018-01-01", param, ctx)
+            return ms
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{text!r} is neither epoch milliseconds nor an ISO date (2018-01-01, "
+                      "2018-01-01T12:00:00+02:00)", param, ctx)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return int(when.timestamp() * 1000)
+
+
+def iso(ms: int) -> str:
+    """2018-01-01, or 2018-01-01 12:30:00 when not at midnight (UTC)."""
+    when = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return when.strftime("%Y-%m-%d" if when == when.replace(hour=0, minute=0, second=0, microsecond=0)
+                         else "%Y-%m-%d %H:%M:%S")
+
+
 def _quarter_lines(name: str, total: int):
     """Progress for a log or a pipe: a line per subject at each quarter of the events."""
     done, step = [0], max(total // 4, 1)
@@ -68,8 +100,10 @@ def _quarter_lines(name: str, total: int):
     return tick
 
 
-@click.command("evaluate")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.command("evaluate", epilog=MOVIELENS_MAPPING)
+@click.argument("file", type=click.Path(exists=True))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="FILE's format (auto: by name and first line; a directory is MovieLens)")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--k", "ks", type=click.IntRange(min=1), multiple=True, default=(10, 20), show_default=True,
               help="cut-offs (repeatable); the lists are as long as the largest (the global --k / RECO_K "
@@ -82,15 +116,27 @@ def _quarter_lines(name: str, total: int):
 @click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True,
               help="score a deployment with this many input partitions: users are split by the "
                    "producer's partitioner and each partition's models learn from its users only")
+@click.option("--score-from", type=EventTime(), default=None,
+              help="learn the events before TS (epoch ms or an ISO date, e.g. 2018-01-01, UTC) "
+                   "without scoring them, then score the rest: train on history, test on what follows")
+@click.option("--warm-up", type=click.IntRange(min=0), default=0,
+              help="learn the first N events (after time ordering and --limit) without scoring them; "
+                   "with --score-from, scoring starts at the later of the two")
 @click.pass_context
-def evaluate(ctx: click.Context, file: str, as_json: bool, ks: tuple[int, ...], limit: int | None,
-             baselines: tuple[str, ...], jobs: int | None, partitions: int) -> None:
-    """Prequential evaluation of FILE (contract JSONL, YOOCHOOSE TSV or OTTO JSONL).
+def evaluate(ctx: click.Context, file: str, fmt: str, as_json: bool, ks: tuple[int, ...], limit: int | None,
+             baselines: tuple[str, ...], jobs: int | None, partitions: int, score_from: int | None,
+             warm_up: int) -> None:
+    """Prequential evaluation of FILE (contract JSONL, YOOCHOOSE TSV, OTTO JSONL, or a MovieLens
+    directory or ratings file).
 
     The engine is the configured one (--config, RECO_* variables); with several A/B variants
     configured, each variant's users also get their own row."""
     config = _engine_config(ctx)
-    events, items = load_interactions(file, limit)
+    events, items = load_interactions(file, limit, fmt)
+    if warm_up >= len(events) or (score_from is not None and events[-1]["ts"] < score_from):
+        cut = f"after the first {warm_up:,}" if warm_up >= len(events) else f"from {iso(score_from)}"
+        raise click.ClickException(f"{file}: no event to score {cut} (its {len(events):,} events end "
+                                   f"{iso(events[-1]['ts'])})")
     ks = tuple(sorted(set(ks)))
     console = Console(stderr=True)
     quiet = as_json or len(events) < 5000
@@ -106,7 +152,7 @@ def evaluate(ctx: click.Context, file: str, as_json: bool, ks: tuple[int, ...], 
         report = run_evaluation(events, ks, config=config, catalog_records=items, baselines=baselines,
                                 progress=progress,
                                 jobs=jobs or os.cpu_count() or 1, partitions=partitions,
-                                partition_of=partition_for)
+                                partition_of=partition_for, warm_up=warm_up, score_from=score_from)
     if as_json:
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
         return
@@ -115,7 +161,12 @@ def evaluate(ctx: click.Context, file: str, as_json: bool, ks: tuple[int, ...], 
     rows += [(f"engine · {name}", r) for name, r in report["engine"].get("variants", {}).items()]
     rows += [(SUBJECTS.get(name, name), r) for name, r in report["baselines"].items()]
     console = Console(width=100)  # fits a 100-column terminal: ranking quality, then the rest
-    console.print(f"prequential evaluation of {file} ({report['engine']['events']} events{shards})")
+    console.print(f"prequential evaluation of {file} ({report['engine']['events']:,} events{shards})")
+    scored = report["scored"]
+    if scored["warm_up"]:
+        since = iso(scored["score_from"] if scored["score_from"] is not None else scored["from_ts"])
+        console.print(f"scored {scored['events']:,} of {scored['of']:,} events, from {since} "
+                      f"(the {scored['warm_up']:,} before were learned only)")
     for cols in ([f"{m}@{k}" for k in ks for m in ("hr", "mrr", "ndcg")], list(COLUMNS)):
         table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
         table.add_column("subject", no_wrap=True)

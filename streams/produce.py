@@ -16,6 +16,8 @@ from .decode import Rejected, decode_interaction
 from .schemas import validator
 from .settings import Settings
 
+SECONDS_TS = (788_918_400, 4_102_444_800)  # the schema's ts range (1995..2100) in seconds: a unit mistake
+
 
 @dataclass(frozen=True)
 class Invalid:
@@ -45,7 +47,7 @@ def check_records(records: Iterable[tuple[str, dict]], max_event_ahead_s: float 
             reason = decoded.reason
             if "type" not in record and "item_id" in record:
                 reason = "missing `type` (a catalogue record has no user_id, ts, event_id or session_id)"
-            elif isinstance(record.get("ts"), (int, float)) and 946_684_800 <= record["ts"] < 4_102_444_800:
+            elif isinstance(record.get("ts"), (int, float)) and SECONDS_TS[0] <= record["ts"] < SECONDS_TS[1]:
                 reason += " — `ts` looks like seconds; the contract wants epoch milliseconds"
             bad.append(Invalid(where, reason))
     return bad
