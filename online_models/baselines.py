@@ -19,7 +19,7 @@ from .events import TYPE_WEIGHT, Interaction
 from .store import PartitionStore
 from .variants import assign
 
-OFF = Blend(recent=0, covisit=0, trending=0, mf=0, content=0, context=0, explore=0, diversity=0)
+OFF = Blend(recent=0, covisit=0, trending=0, mf=0, content=0, context=0, explore=0, diversity=0, learned=False)
 BASELINE_BLENDS = {
     "trending": replace(OFF, trending=1.0),
     "covisit": replace(OFF, covisit=1.0),

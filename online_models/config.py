@@ -10,7 +10,9 @@ from .pseudonyms import NONE, Pseudonyms
 class Blend:
     """How much each candidate source counts in the final score, plus the two re-ranking knobs.
 
-    A fixed blend tuned by prequential evaluation (docs/decisions/0010-fixed-blend-tuned-by-evaluation.md)."""
+    With `learned` (the default) the weights are where the shard's learned ranker starts from and
+    the ranker learns them from the traffic (docs/decisions/0016); without it they are the fixed
+    blend tuned by prequential evaluation on a shop (docs/decisions/0010), kept for A/B comparison."""
     recent: float = 1.0      # re-engagement with the user's own recent items
     covisit: float = 1.0     # items seen together with the user's session items
     trending: float = 0.05   # time-decayed popularity (fill and cold start)
@@ -19,6 +21,7 @@ class Blend:
     context: float = 0.02    # popular on this device / at this time of day
     explore: float = 0.02    # chance that each exploration slot is handed to the bandit
     diversity: float = 0.3   # MMR weight against same-category near duplicates (0 = off)
+    learned: bool = True     # rank with the shard's learned weights (False: these, fixed)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class EngineConfig:
     trending_half_life_hours: float = 6.0
     context_half_life_hours: float = 72.0     # "popular at this hour / on this device" remembers longer
     covisit_half_life_hours: float = 72.0
+    popular_half_life_hours: float = 720.0    # "popular this month": the learned ranker's long horizon
     covisit_window: int = 5
     min_seed_neighbors: int = 10              # neighbours per seed halve with age down to this
     two_hop: float = 0.5                      # weight of neighbours-of-neighbours of the latest item

@@ -23,7 +23,9 @@ class CoVisitation:
     name = "covisit"
 
     def __init__(self, window: int = 5, backward: float = 0.5, max_neighbors: int = 100,
-                 score_neighbors: int = 40, half_life_hours: float = 72.0, max_items: int = 100_000):
+                 score_neighbors: int = 40, half_life_hours: float = 72.0, max_items: int = 100_000,
+                 name: str = "covisit"):
+        self.name = name
         self.window = window
         self.max_items = max_items
         self.backward = backward

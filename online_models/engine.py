@@ -7,6 +7,7 @@ partition — the property that makes crash recovery and rebalancing exact (docs
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -14,13 +15,14 @@ import orjson
 
 from . import rowkeys
 from .catalog import Catalog
-from .config import EngineConfig
+from .config import Blend, EngineConfig
 from .content import ContentModel
 from .context import EventScopes
 from .covisitation import CoVisitation
 from .events import Interaction
 from .exploration import SourceBandit
 from .mf import OnlineMF
+from .ranker import LearnedRanker, prior
 from .recommender import Recommender, Scored
 from .rules import NO_REQUEST, Request
 from .store import (MODEL, OPT_OUT, PSEUDONYM_KEY, RETENTION, RETENTION_CLOCK, RETENTION_INDEX, USER,
@@ -31,6 +33,10 @@ from .variants import assign
 
 MAX_CACHED_USERS = 50_000
 OPTED_OUT_ROW = b'{"opted_out":true}'  # constant, so a replay writes the same bytes
+
+
+def _global_only(ev: Interaction) -> tuple[str, ...]:
+    return ("",)  # trending.GLOBAL: "popular this month" is counted over all items, no categories
 
 
 class StateFormatError(ValueError):
@@ -85,18 +91,32 @@ class Engine:
                                 max_scopes=cfg.context_max_scopes)
         self.covisit = CoVisitation(window=cfg.covisit_window, half_life_hours=cfg.covisit_half_life_hours,
                                     max_items=cfg.covisit_max_items)
+        # The learned ranker's long horizons: co-visitation that never forgets, popular this month.
+        self.covisit_long = CoVisitation(window=cfg.covisit_window, half_life_hours=math.inf,
+                                         max_items=cfg.covisit_max_items, name="covisit_long")
+        self.popular = Trending(catalog, cfg.popular_half_life_hours, name="popular", scopes_of=_global_only,
+                                max_items=cfg.trending_max_items, max_scopes=cfg.trending_max_scopes)
+        learned = next((v.blend for v in cfg.variants if v.blend.learned), None)
+        self.ranker = LearnedRanker(prior(learned or Blend(), cfg))
         self.mf = OnlineMF(cfg.mf_factors, cfg.mf_learning_rate, cfg.mf_regularization,
                            max_items=cfg.mf_max_items)
         self.content = ContentModel(catalog)
         self.bandit = SourceBandit()
-        # Learning order matters only in that every model sees the user state *before* the event.
-        self.models = {m.name: m for m in (self.trending, self.context, self.covisit, self.mf,
-                                           self.content, self.bandit)}
+        # Every model sees the user state *before* the event; the ranker also the other models'
+        # state before it, so it learns first — and only when some variant ranks with it.
+        models = (self.ranker,) if learned is not None else ()
+        models += (self.trending, self.context, self.covisit, self.mf, self.content, self.bandit)
+        if learned is not None:
+            models += (self.covisit_long, self.popular)
+        self.models = {m.name: m for m in models}
         self._learners = tuple(self.models.values())
-        self._aggregates = (self.trending, self.context, self.mf)  # what holds no per-user data
+        self._aggregates = tuple(m for m in (self.trending, self.context, self.mf, self.popular)
+                                 if m in self._learners)  # what holds no per-user data
         self.recommender = Recommender(cfg, catalog, self.trending, self.covisit, self.mf,
-                                       self.content, self.context, self.bandit)
+                                       self.content, self.context, self.bandit, self.popular,
+                                       self.covisit_long, self.ranker)
         self.bandit.offered = self.recommender.offered  # the bandit's feedback: the pools it picks from
+        self.ranker.features_of = self.recommender.training_pair  # the ranker's: candidates before the event
         self._users: dict[str, UserState] = {}
         self._dirty_users: set[str] = set()
         self._forgotten: set[str] = set()

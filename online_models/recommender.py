@@ -1,12 +1,14 @@
 """Ranking: gather candidates from every source, blend their scores, apply business rules,
 re-rank for diversity, hand some slots to exploration, and say why each item is there.
 
-The blend is a fixed weighted sum tuned by prequential evaluation (docs/decisions/0010).
+Each candidate is described by the features of `ranker.py` and ordered by their weighted sum:
+the shard's learned weights (docs/decisions/0016), or a variant's fixed blend (docs/decisions/0010).
 """
 from __future__ import annotations
 
 from dataclasses import replace
 from itertools import islice
+from operator import mul
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -19,6 +21,23 @@ from .covisitation import CoVisitation
 from .events import TYPE_WEIGHT
 from .exploration import SourceBandit, draws, slot_uniform
 from .mf import OnlineMF
+from .ranker import (
+    F_CONTENT,
+    F_CONTEXT,
+    F_COVISIT,
+    F_COVISIT_LONG,
+    F_HISTORY,
+    F_POPULAR,
+    F_SESSION,
+    F_SESSION_START,
+    F_TRENDING,
+    F_TRENDING_CATEGORY,
+    F_TWO_HOP,
+    MF,
+    LearnedRanker,
+    prior,
+)
+from .ranker import N as N_FEATURES
 from .rules import NO_REQUEST, Request, Rules, everything, mmr
 from .trending import START, Trending
 from .user_state import UserState
@@ -67,11 +86,15 @@ def _strongest_kinds(user: UserState) -> dict[str, str]:
 
 class Recommender:
     def __init__(self, config: EngineConfig, catalog: Catalog, trending: Trending, covisit: CoVisitation,
-                 mf: OnlineMF, content: ContentModel, context: Trending, bandit: SourceBandit):
+                 mf: OnlineMF, content: ContentModel, context: Trending, bandit: SourceBandit,
+                 popular: Trending, covisit_long: CoVisitation, ranker: LearnedRanker):
         self.config = config
         self.catalog = catalog
         self.trending = trending
+        self.popular = popular
         self.covisit = covisit
+        self.covisit_long = covisit_long
+        self.ranker = ranker
         self.mf = mf
         self.content = content
         self.context = context
@@ -91,70 +114,23 @@ class Recommender:
                     break
         return seeds
 
+    def weights(self, blend: Blend) -> list[float]:
+        """The feature weights a list of this variant is ranked with."""
+        return self.ranker.weights if blend.learned else prior(blend, self.config)
+
     def rank(self, user: UserState, blend: Blend, k: int | None = None, user_id: str = "",
              request: Request = NO_REQUEST) -> list[Scored]:
         k = k or self.config.k
         cfg = self.config
-        decay = cfg.recency_decay
+        w = self.weights(blend)
         seeds = self.seeds(user)
-        scores: dict[str, float] = {}
-        get = scores.get
-        tagged: dict[str, tuple[str, str]] = {}   # item -> (source, reason) for the smaller sources
-
-        if blend.recent:
-            w = blend.recent
-            for item in seeds:
-                scores[item] = get(item, 0.0) + w
-                w *= decay
-        if blend.covisit:
-            w = blend.covisit
-            n = self.covisit.score_neighbors
-            for seed in seeds:  # older seeds count less, so they bring fewer neighbours
-                for item, v in self.covisit.neighbors(seed)[:n]:
-                    scores[item] = get(item, 0.0) + w * v
-                w *= decay
-                n = max(n // 2, cfg.min_seed_neighbors)
-            if cfg.two_hop and seeds:  # neighbours of the latest item's neighbours
-                hop = blend.covisit * cfg.two_hop
-                for b, vb in self.covisit.neighbors(seeds[0])[:cfg.two_hop_neighbors]:
-                    w = hop * vb
-                    for item, v in self.covisit.neighbors(b)[:cfg.two_hop_breadth]:
-                        scores[item] = get(item, 0.0) + w * v
-        if blend.trending:
-            cat = self.catalog.category(seeds[0]) if seeds else None
-            if cat:
-                self._add_trending(self.trending, cat, blend.trending, 2 * k, scores, tagged,
-                                   ("trending", f"trending in {cat}"))
-            self._add_trending(self.trending, None, 0.5 * blend.trending, k, scores, tagged, None)
-            if not seeds:  # a new session: what sessions start with now
-                self._add_trending(self.trending, START, blend.trending, k, scores, tagged, None)
-        if blend.context:
-            ctx = scopes(user.last_context.get("device"), user.last_ts, cfg.utc_offset_hours) \
-                if user.last_ts else ()
-            for scope in ctx:
-                self._add_trending(self.context, scope, blend.context, k, scores, tagged,
-                                   ("context", describe(scope)))
-        if blend.content and user.taste:
-            for item, reason in self.content.candidates(user, cfg.content_candidates):
-                scores[item] = get(item, 0.0) + 0.5 * blend.content
-                tagged.setdefault(item, ("content", reason))
-            affinity = self.content.affinity
-            for item in list(scores):
-                a = affinity(user, item)
-                if a:
-                    scores[item] += blend.content * a
-        vec = self.mf.user_vector(user) if blend.mf else None
-        if vec is not None and cfg.mf_candidates:
-            for item, _ in self.mf.top(vec, cfg.mf_candidates):
-                if item not in scores:
-                    scores[item] = 0.0
-                    tagged.setdefault(item, ("mf", "similar to what you interacted with"))
+        scores, _, tagged, vec = self._gather(user, seeds, w, blend.learned, k)
         diversify = blend.diversity and len(self.catalog)
         want = 2 * k if diversify else k
         allowed = self.rules.allowed_fn(user, request)
         picked: list[tuple[str, float]] = []
         if scores:
-            ranked = self._order(scores, vec, blend.mf, 2 * want)
+            ranked = self._order(scores, vec, w[MF], 2 * want)
             if allowed is everything:
                 picked = list(islice(ranked, want))
             else:
@@ -179,9 +155,112 @@ class Recommender:
         at the time of day of `ts` — ranked from a throwaway state holding only those two, so
         nothing about the user is read; no exploration (its draws are seeded by the user)."""
         probe = UserState(last_ts=ts, last_context={"device": device} if device else {})
-        plain = replace(blend, recent=0.0, covisit=0.0, mf=0.0, content=0.0, explore=0.0,
+        plain = replace(blend, recent=0.0, covisit=0.0, mf=0.0, content=0.0, explore=0.0, learned=False,
                         trending=blend.trending or Blend.trending, context=blend.context or Blend.context)
         return [s._replace(reason=NOT_PERSONALISED + s.reason) for s in self.rank(probe, plain, k, "", request)]
+
+    # -- candidates and their features ------------------------------------------------------
+    def _gather(self, user: UserState, seeds: list[str], w: list[float], every: bool, k: int):
+        """Every candidate's features (ranker.FEATURES) and its score under the weights `w`
+        (all but the MF's, which `_order` adds for the shortlist), from every source whose
+        weight is not 0 — or from all of them (`every`: the learned ranker needs each signal).
+        Returns (scores, features, tagged, the user's MF vector or None)."""
+        cfg = self.config
+        decay = cfg.recency_decay
+        feats: dict[str, list[float]] = {}
+        tagged: dict[str, tuple[str, str]] = {}   # item -> (source, reason) for the smaller sources
+        on = [every or bool(x) for x in w]
+        zeros = [0.0] * N_FEATURES
+
+        def add(item: str, f: int, v: float) -> None:
+            x = feats.get(item)
+            if x is None:
+                x = feats[item] = zeros[:]
+            x[f] += v
+
+        if on[F_SESSION]:
+            v = 1.0
+            for item in seeds:
+                add(item, F_SESSION, v)
+                v *= decay
+        for f, model in ((F_COVISIT, self.covisit), (F_COVISIT_LONG, self.covisit_long)):
+            if not on[f]:
+                continue
+            v = 1.0
+            n = model.score_neighbors
+            for seed in seeds:  # older seeds count less, so they bring fewer neighbours
+                for item, value in model.neighbors(seed)[:n]:  # add(), inlined: the hottest loop
+                    x = feats.get(item)
+                    if x is None:
+                        x = feats[item] = zeros[:]
+                    x[f] += v * value
+                v *= decay
+                n = max(n // 2, cfg.min_seed_neighbors)
+        if on[F_TWO_HOP] and cfg.two_hop and seeds:  # neighbours of the latest item's neighbours
+            for b, vb in self.covisit.neighbors(seeds[0])[:cfg.two_hop_neighbors]:
+                for item, value in self.covisit.neighbors(b)[:cfg.two_hop_breadth]:
+                    add(item, F_TWO_HOP, vb * value)
+        cat = self.catalog.category(seeds[0]) if seeds else None
+        if on[F_TRENDING_CATEGORY] and cat:
+            self._add_trending(self.trending, cat, 2 * k, add, F_TRENDING_CATEGORY, tagged,
+                               ("trending", f"trending in {cat}"))
+        if on[F_TRENDING]:
+            self._add_trending(self.trending, None, k, add, F_TRENDING, tagged, None)
+        if on[F_SESSION_START] and not seeds:  # a new session: what sessions start with now
+            self._add_trending(self.trending, START, k, add, F_SESSION_START, tagged, None)
+        if on[F_CONTEXT] and user.last_ts:
+            for scope in scopes(user.last_context.get("device"), user.last_ts, cfg.utc_offset_hours):
+                self._add_trending(self.context, scope, k, add, F_CONTEXT, tagged, ("context", describe(scope)))
+        popular = self.popular.top_raw(None, 2 * k) if on[F_POPULAR] else ([], 1.0)
+        for negv, item in popular[0]:  # tagged last: the reasons above are more specific
+            add(item, F_POPULAR, -negv / popular[1])
+        if on[F_HISTORY] and user.recent:
+            for item in {item: None for item, _, _ in reversed(user.recent)}:  # newest first, once
+                add(item, F_HISTORY, 1.0)
+        if on[F_CONTENT] and user.taste:
+            for item, reason in self.content.candidates(user, cfg.content_candidates):
+                add(item, F_CONTENT, 0.5)
+                tagged.setdefault(item, ("content", reason))
+            affinity = self.content.affinity
+            for item in list(feats):
+                a = affinity(user, item)
+                if a:
+                    add(item, F_CONTENT, a)
+        for _, item in popular[0]:
+            tagged.setdefault(item, ("trending", "popular this month"))
+        vec = self.mf.user_vector(user) if on[MF] else None
+        if vec is not None and cfg.mf_candidates:
+            for item, _ in self.mf.top(vec, cfg.mf_candidates):
+                if item not in feats:
+                    add(item, MF, 0.0)
+                    tagged.setdefault(item, ("mf", "similar to what you interacted with"))
+        # The weighted sum, features in their fixed order: plain sequential float arithmetic.
+        scores = {item: sum(map(mul, w, x)) for item, x in feats.items()}
+        return scores, feats, tagged, vec
+
+    def training_pair(self, user: UserState, item: str, w: list[float], negatives: int):
+        """For the learned ranker, before the event is learned: the features of `item` (the one
+        the user chose) and of the `negatives` candidates ranked best without it, MF included —
+        or None when the item was not a candidate."""
+        seeds = self.seeds(user)
+        scores, feats, _, vec = self._gather(user, seeds, w, True, self.config.k)
+        chosen = feats.get(item)
+        if chosen is None:
+            return None
+        best = sorted(scores, key=scores.__getitem__, reverse=True)[:negatives + 1]
+        others = [i for i in best if i != item][:negatives]
+        if not others:
+            return None
+        group = [item] + others
+        rows = [list(feats[i]) for i in group]
+        if vec is not None:
+            ids = self.mf.rows_of(group)
+            known = ids >= 0
+            if known.any():
+                mf = (1.0 / (1.0 + np.exp(-self.mf.score_rows(vec, ids[known])))).tolist()
+                for x, v in zip((r for r, ok in zip(rows, known.tolist()) if ok), mf):
+                    x[MF] = v
+        return rows[0], rows[1:]
 
     # -- steps ----------------------------------------------------------------------------
     def _fill(self, out: list[Scored], k: int, user: UserState, allowed) -> None:
@@ -211,13 +290,11 @@ class Recommender:
                         return
 
     @staticmethod
-    def _add_trending(model: Trending, scope: str | None, weight: float, n: int, scores: dict,
-                      tagged: dict, tag: tuple[str, str] | None) -> None:
+    def _add_trending(model: Trending, scope: str | None, n: int, add, feature: int, tagged: dict,
+                      tag: tuple[str, str] | None) -> None:
         entries, lead = model.top_raw(scope, n)
-        w = -weight / lead
-        get = scores.get
         for negv, item in entries:
-            scores[item] = get(item, 0.0) + w * negv
+            add(item, feature, -negv / lead)
             if tag is not None and item not in tagged:
                 tagged[item] = tag
 

@@ -34,6 +34,7 @@ class VariantSettings(BaseModel):
     context: float = Blend.context
     explore: float = Blend.explore
     diversity: float = Blend.diversity
+    learned: bool = Field(Blend.learned, description="rank with the learned weights (false: the fixed blend above)")
 
 
 class Settings(BaseSettings):
@@ -165,7 +166,7 @@ class Settings(BaseSettings):
         variants = tuple(
             Variant(v.name, v.weight, Blend(recent=v.recent, covisit=v.covisit, trending=v.trending,
                                            mf=v.mf, content=v.content, context=v.context,
-                                           explore=v.explore, diversity=v.diversity))
+                                           explore=v.explore, diversity=v.diversity, learned=v.learned))
             for v in self.variants
         ) or (Variant(),)
         return EngineConfig(k=self.k, model_version=self.model_version,

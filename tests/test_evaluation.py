@@ -136,7 +136,10 @@ def test_cli_json_shape_and_otto():
 def test_cli_evaluates_the_configured_engine_with_a_row_per_variant(tmp_path):
     from streams.cli import cli
     config = tmp_path / "reco.toml"
-    config.write_text('[[variants]]\nname = "blend"\n\n[[variants]]\nname = "no-recent"\nrecent = 0.0\n')
+    # a learned variant beside a fixed blend without the session's items (learned = false: with the
+    # ranker on, a variant's weights would only be where the shared learned weights start)
+    config.write_text('[[variants]]\nname = "blend"\n\n[[variants]]\nname = "no-recent"\nrecent = 0.0\n'
+                      'learned = false\n')
     result = CliRunner().invoke(cli, ["--config", str(config), "evaluate", str(YOOCHOOSE), "--limit", "3000",
                                       "--json", "--baseline", "covisit", "--jobs", "1"])
     assert result.exit_code == 0, result.output
