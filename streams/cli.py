@@ -100,10 +100,11 @@ def _setup_logging(settings: Settings) -> None:
 @click.group(cls=_Reco, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", type=click.Path(dir_okay=False), help="TOML settings file (keys = setting names).")
 @click.option("--bootstrap-servers", help="Kafka bootstrap servers [env RECO_BOOTSTRAP_SERVERS; default 127.0.0.1:9092]")
-@click.option("--state-dir", type=click.Path(file_okay=False), help="RocksDB state directory [env RECO_STATE_DIR]")
+@click.option("--state-dir", type=click.Path(file_okay=False),
+              help="RocksDB state directory [env RECO_STATE_DIR; default ./state]")
 @click.option("--metrics-port", type=int, help="Prometheus /metrics port, 0 = off [env RECO_METRICS_PORT; default 9100]")
-@click.option("--group-id", help="consumer group of the workers [env RECO_GROUP_ID]")
-@click.option("--partitions", type=int, help="partitions of topics the engine creates [env RECO_PARTITIONS]")
+@click.option("--group-id", help="consumer group of the workers [env RECO_GROUP_ID; default reco-engine]")
+@click.option("--partitions", type=int, help="partitions of topics the engine creates [env RECO_PARTITIONS; default 4]")
 @click.option("--k", type=int, help="recommendation list length [env RECO_K; default 20]")
 @click.option("--interactions-topic", help="[env RECO_INTERACTIONS_TOPIC; default interactions]")
 @click.option("--items-topic", help="[env RECO_ITEMS_TOPIC; default items]")
@@ -111,7 +112,12 @@ def _setup_logging(settings: Settings) -> None:
 @click.option("--dlq-topic", help="[env RECO_DLQ_TOPIC; default interactions.dlq]")
 @click.option("--log-level", help="[env RECO_LOG_LEVEL; default INFO]")
 def cli(**_):
-    """Streaming personalization engine: interactions in, fresh recommendations out."""
+    """Streaming personalization engine: interactions in, fresh recommendations out.
+
+    The options below are global settings: give them before or after the command (`reco
+    --state-dir X run` = `reco run --state-dir X`), except where the command has an option of the
+    same name (`reco bench --partitions`), which stays the command's. Every setting also has a
+    RECO_* variable and a --config key; a flag wins."""
 
 
 @cli.command()
@@ -138,7 +144,13 @@ def broker(port: int, host: str):
 @cli.command()
 @click.pass_context
 def run(ctx: click.Context):
-    """Run one engine worker (several share the work through the consumer group)."""
+    """Run one engine worker (several share the work through the consumer group).
+
+    It has no options of its own: the global ones (--bootstrap-servers, --state-dir, --group-id,
+    --partitions, --metrics-port, --k, the topic names, --log-level; see `reco --help` for their
+    defaults) may be given before or after `run`, e.g. `reco run --bootstrap-servers host:9092`,
+    and every setting has a RECO_* variable. SIGTERM or SIGINT finishes the batch, checkpoints
+    and leaves the group."""
     from online_models.engine import StateFormatError
 
     from .clients import TopologyError
@@ -169,11 +181,24 @@ def run(ctx: click.Context):
 @click.option("--port", type=int, help="HTTP port [env RECO_SERVE_PORT; default 6066]")
 @click.pass_context
 def serve(ctx: click.Context, port: int | None):
-    """Serve the latest recommendations over HTTP and apply forget-user requests (faust app).
+    """Serve the latest recommendations over HTTP and forward control requests (faust app).
 
-    GET /recommendations/{user_id}/ returns the user's current list;
-    GET /users/{user_id}/profile/ what the engine holds about the user (as `reco explain --json`);
-    POST /users/{user_id}/forget/ removes the user from every store."""
+    \b
+    GET  /recommendations/{id}/  the user's current list (404: none)
+    GET  /users/{id}/profile/    what is held about the user (= reco explain --json)
+    POST /users/{id}/forget/     erase the user from every store (202)
+    POST /users/{id}/opt-out/    objection to profiling (= reco opt-out)
+    POST /users/{id}/opt-in/     end the opt-out (= reco opt-in)
+    GET  /readyz                 200 once the table is restored and the agents are up
+    GET  /healthz                200 while the process answers
+
+    It also forwards every request written to the control topic (`reco forget`, `reco opt-out`,
+    `reco opt-in`) to the workers: without a running `reco serve` none takes effect.
+
+    Listens on RECO_SERVE_HOST (default 127.0.0.1; 0.0.0.0 for every interface) at --port /
+    RECO_SERVE_PORT. Set RECO_SERVE_TOKEN: the POSTs and the profile then need `Authorization:
+    Bearer <token>` (401 otherwise); without it anyone who can reach the port can read profiles
+    and erase users. Writes and profiles past RECO_SERVE_WRITE_RATE per second get 429."""
     from .serve import serve as run_serve
 
     settings = _settings(ctx, serve_port=port)
@@ -185,7 +210,10 @@ def serve(ctx: click.Context, port: int | None):
 @click.argument("user_id")
 @click.pass_context
 def forget(ctx: click.Context, user_id: str):
-    """Ask the engine to forget USER_ID everywhere (writes a request to the control topic)."""
+    """Ask the engine to forget USER_ID everywhere.
+
+    Writes a request to the control topic; `reco serve` forwards it to the workers, so nothing
+    happens until a `reco serve` runs (a request written before waits for it)."""
     from .clients import ensure_topics, producer
     from .serve import forget_request
 
@@ -195,8 +223,22 @@ def forget(ctx: click.Context, user_id: str):
     p.produce(settings.control_topic, key=user_id.encode(), value=forget_request(user_id))
     if p.flush(settings.delivery_timeout_s):
         raise click.ClickException("the forget-user request was not delivered")
-    click.echo(f"forget-user request for {user_id!r} sent to {settings.control_topic}; "
-               "`reco serve` forwards it to the engine")
+    _control_sent(settings, "forget-user", user_id)
+
+
+def _control_sent(settings: Settings, what: str, user_id: str) -> None:
+    """Say where the request went and, on stderr, whether a `reco serve` is there to forward it."""
+    from .clients import group_active
+
+    click.echo(f"{what} request for {user_id!r} sent to {settings.control_topic}; "
+               "`reco serve` forwards it to the workers")
+    active = group_active(settings, settings.serve_group_id)
+    if active is False:
+        click.echo(f"warning: no `reco serve` is running (group {settings.serve_group_id} has no members): "
+                   f"the request waits in {settings.control_topic} until one starts", err=True)
+    elif active is None:
+        click.echo(f"note: written to {settings.control_topic}; `reco serve` (group {settings.serve_group_id}) "
+                   "forwards it to the workers (is it running?)", err=True)
 
 
 def _send_control(ctx: click.Context, user_id: str, action: str) -> None:
@@ -212,8 +254,7 @@ def _send_control(ctx: click.Context, user_id: str, action: str) -> None:
     p.produce(settings.control_topic, key=user_id.encode(), value=control_request(user_id, action))
     if p.flush(settings.delivery_timeout_s):
         raise click.ClickException(f"the {action} request was not delivered")
-    click.echo(f"{action} request for {user_id!r} sent to {settings.control_topic}; "
-               "`reco serve` forwards it to the engine")
+    _control_sent(settings, action, user_id)
 
 
 @cli.command("opt-out")
@@ -221,7 +262,10 @@ def _send_control(ctx: click.Context, user_id: str, action: str) -> None:
 @click.pass_context
 def opt_out(ctx: click.Context, user_id: str):
     """USER_ID objects to profiling: their profile is deleted, none is kept from then on, and
-    their lists are non-personalised (trending, popular on their device) until they opt in."""
+    their lists are non-personalised (trending, popular on their device) until they opt in.
+
+    Writes a request to the control topic; `reco serve` forwards it to the workers, so nothing
+    happens until a `reco serve` runs (a request written before waits for it)."""
     _send_control(ctx, user_id, "opt_out")
 
 
@@ -229,7 +273,10 @@ def opt_out(ctx: click.Context, user_id: str):
 @click.argument("user_id")
 @click.pass_context
 def opt_in(ctx: click.Context, user_id: str):
-    """End USER_ID's opt-out: their next events build a profile again, starting from an empty one."""
+    """End USER_ID's opt-out: their next events build a profile again, starting from an empty one.
+
+    Writes a request to the control topic; `reco serve` forwards it to the workers, so nothing
+    happens until a `reco serve` runs (a request written before waits for it)."""
     _send_control(ctx, user_id, "opt_in")
 
 
@@ -287,21 +334,23 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
     Events go out in time order (`ts`). Catalogue records in a contract JSONL file (lines with
     `item_id` and none of `type`, `user_id`, `ts`, `event_id`, `session_id`; schemas/item.v1.json)
     and MovieLens movies go to the items topic, before the events. Every line is checked first as the worker would
-    check it (schemas, ts in milliseconds, not ahead of now)."""
+    check it (schemas, ts in milliseconds, not ahead of now).
+
+    An event without `event_id` is sent with one derived from its content ("p-" + 16 hex digits
+    of a hash of its JSON, "-2", "-3"… for repeats of an identical event in FILE): the same file
+    then gives the same lists on every fresh run, and sending it again to the same workers is
+    ignored for the last 64 events per user (their event-id window). With --retime no id is
+    derived: each run is new traffic. Events that carry an `event_id` are sent as they are."""
     from rich.progress import Progress
 
-    from online_models.datasets import detect_format, is_item_record, load_events, read_jsonl_numbered, sort_events
+    from online_models.datasets import is_item_record, sort_events
 
     from .clients import ensure_topics
-    from .produce import check_records, produce_events
+    from .produce import check_records, produce_events, read_records, with_event_ids
 
     settings = _settings(ctx)
     try:
-        resolved = detect_format(file) if fmt == "auto" else fmt
-        if resolved == "jsonl" and not Path(file).is_dir():  # a directory: load_events names the mistake
-            numbered = [(f"line {n}", r) for n, r in read_jsonl_numbered(file)]
-        else:
-            numbered = [(f"event {n}", r) for n, r in enumerate(load_events(file, resolved, sort=False), 1)]
+        numbered = read_records(file, fmt)
         bad = check_records(numbered, settings.max_event_ahead_s)
         if bad and not skip_invalid:
             for b in bad[:10]:
@@ -309,7 +358,8 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
             raise click.ClickException(f"{len(bad)} of {len(numbered)} records would be rejected by the worker; "
                                        "nothing was sent (fix them, or --skip-invalid to send the others)")
         skipped = {b.where for b in bad}
-        events = sort_events([r for where, r in numbered if where not in skipped], file)
+        kept = [(where, r) for where, r in numbered if where not in skipped]
+        events = sort_events([r for _, r in (kept if retime else with_event_ids(kept))], file)
         if limit:  # catalogue records (no ts) come first: all of them, then the first N events
             catalogue = sum(1 for e in events if is_item_record(e))
             events = events[:catalogue + limit]
@@ -327,7 +377,9 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
         signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGINT, on_ctrl_c)
     with Progress(transient=False) as progress:
-        task = progress.add_task(f"producing {len(events)} events", total=len(events))
+        n_items = sum(1 for e in events if is_item_record(e))
+        label = f"producing {len(events) - n_items} events" + (f" and {n_items} catalogue records" if n_items else "")
+        task = progress.add_task(label, total=len(events))
         sent = produce_events(settings, events, rate=rate, retime=retime,
                               on_sent=lambda _: progress.advance(task), should_stop=interrupted.is_set)
     items = sum(1 for e in events[:sent] if is_item_record(e))
@@ -351,8 +403,9 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
 @click.pass_context
 def tail(ctx: click.Context, from_beginning: bool, user_id: str | None, as_json: bool,
          timeout: float | None, count: int | None):
-    """Print recommendation updates as they arrive; a forgotten user's deleted list prints as
-    "USER  forgotten (list deleted)"."""
+    """Print recommendation updates as they arrive; a deleted list (the user was forgotten, opted
+    out or deleted after the retention period: the tombstone does not say which) prints as
+    "USER  list deleted (forgotten, opted out or expired)"."""
     import orjson
 
     from .tail import NotARecommendation, follow, format_deleted, format_line
@@ -363,7 +416,7 @@ def tail(ctx: click.Context, from_beginning: bool, user_id: str | None, as_json:
         for user, rec, _ in follow(settings, from_beginning=from_beginning, timeout_s=timeout):
             if user_id and user != user_id:
                 continue
-            if rec is None:  # forgotten: the topic's value for the user is now a tombstone
+            if rec is None:  # a tombstone: forgotten, opted out or expired
                 # --json: the tombstone's value, null, so every other line stays a recommendation
                 click.echo("null" if as_json else format_deleted(user))
             else:

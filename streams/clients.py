@@ -97,6 +97,27 @@ def admin(settings: Settings) -> AdminClient:
     return AdminClient({**settings.kafka_common(), "logger": KAFKA_LOG})
 
 
+def group_active(settings: Settings, group_id: str, timeout: float = 5.0) -> bool | None:
+    """Whether consumer group `group_id` has members now: True (members listed, or the group is
+    stable or rebalancing), False (empty or dead: nobody consumes), None when the broker does not
+    say (an error, a timeout, a state it reports as unknown). The embedded broker lists no members
+    but reports the state."""
+    from confluent_kafka import ConsumerGroupState
+
+    client = admin(settings)  # held until the answer is in: a collected client never resolves its futures
+    try:
+        futures = client.describe_consumer_groups([group_id], request_timeout=timeout)
+        group = futures[group_id].result(timeout=timeout + 1)
+    except Exception:  # not allowed to describe groups, an old broker…: no answer, not an error
+        return None
+    if group.members or group.state in (ConsumerGroupState.STABLE, ConsumerGroupState.PREPARING_REBALANCING,
+                                        ConsumerGroupState.COMPLETING_REBALANCING):
+        return True
+    if group.state in (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD):
+        return False
+    return None
+
+
 def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
     """Every topic the engine uses and its configuration."""
     compact = {"cleanup.policy": "compact"}

@@ -12,6 +12,8 @@ from .schemas import validator
 
 
 PLAUSIBLE_RECORD_TS = 788_918_400_000  # 1995-01-01 in ms, the schema's lower bound for `ts`
+SECONDS_TS = (788_918_400, 4_102_444_800)  # the schema's ts range (1995..2100) in seconds: a unit mistake
+SECONDS_HINT = " — `ts` looks like seconds; the contract wants epoch milliseconds"
 CONTROL_HEADER = "reco.control"   # on `interactions`: the record is a control marker, not an event
 # Marker header values = the request's `action` (schemas/user-control.v1.json).
 FORGET_USER = b"forget_user"
@@ -57,9 +59,21 @@ def _schema_error(validate, record: object, prefix: str) -> Rejected | None:
     return None
 
 
+def _interaction_schema_error(record: dict) -> Rejected | None:
+    """The interaction schema's rejection; a `ts` that would be valid in milliseconds (×1000) is
+    named as seconds, the commonest unit mistake."""
+    rejected = _schema_error(_validate_interaction, record, "schema")
+    if rejected is not None:
+        ts = record.get("ts")
+        if isinstance(ts, (int, float)) and not isinstance(ts, bool) and SECONDS_TS[0] <= ts < SECONDS_TS[1]:
+            return Rejected(rejected.code, rejected.reason + SECONDS_HINT)
+    return rejected
+
+
 def interaction_problem(record: object) -> str | None:
     """Why a decoded record is not a valid interaction (the worker's `schema` rejection), or None."""
-    rejected = _schema_error(_validate_interaction, record, "schema")
+    rejected = _interaction_schema_error(record) if isinstance(record, dict) else \
+        _schema_error(_validate_interaction, record, "schema")
     return None if rejected is None else rejected.reason
 
 
@@ -123,7 +137,7 @@ def decode_interaction(key: bytes | None, value: bytes | None, topic: str, parti
         return Rejected("invalid_json", f"invalid JSON: {e}")
     if not isinstance(record, dict):
         return Rejected("not_an_object", f"value is a JSON {type(record).__name__}, expected an object")
-    rejected = _schema_error(_validate_interaction, record, "schema")
+    rejected = _interaction_schema_error(record)
     if rejected is not None:
         return rejected
     if record["user_id"] != text_key:

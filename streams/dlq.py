@@ -66,8 +66,10 @@ def rejected(settings: Settings, from_beginning: bool = False, follow: bool = Fa
 
 
 def format_line(rec: dict) -> str:
-    src = rec["source"]
-    return (f"{src['topic']}[{src['partition']}]@{src['offset']}  {rec['reason_code'] or '?'}: {rec['reason']}\n"
+    src, code, reason = rec["source"], rec["reason_code"] or "?", rec["reason"]
+    if reason.startswith(f"{code}: "):  # the `schema` reasons name their code already: say it once
+        reason = reason[len(code) + 2:]
+    return (f"{src['topic']}[{src['partition']}]@{src['offset']}  {code}: {reason}\n"
             f"    {rec['value_preview']}")
 
 

@@ -12,13 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich import box
 from rich.table import Table
 
-from online_models.datasets import FORMATS, MOVIELENS_MAPPING, load_events, split_items
+from online_models.datasets import FORMATS, MOVIELENS_MAPPING, is_item_record, sort_events
 from online_models.events import EVENT_TYPES
 from online_models.evaluation import BASELINES
 from online_models.evaluation import evaluate as run_evaluation
 
 from .clients import partition_for
-from .decode import PLAUSIBLE_RECORD_TS, interaction_problem
+from .decode import PLAUSIBLE_RECORD_TS
+from .produce import check_records, read_records
 
 COLUMNS = ("coverage", "intra_list_diversity", "category_diversity", "events_per_s")  # after the @K ones
 
@@ -32,25 +33,41 @@ def _engine_config(ctx: click.Context):
 
 
 def load_interactions(file: str, limit: int | None = None, fmt: str = "auto") -> tuple[list[dict], list[dict]]:
-    """(interactions, catalogue records) of FILE, time-ordered, for an offline replay: unknown
-    event types stop here with the known ones; what the worker would dead-letter is left out
-    with a warning; `limit` keeps the first N interactions."""
+    """(interactions, catalogue records) of FILE, time-ordered, for an offline replay. Every record
+    is checked as `reco produce` checks it (streams/produce.py, the worker's own decoding; no
+    check against the clock) and the first 10 bad ones are named with their line number and
+    reason: an unknown event type stops here with the known ones; other records the worker would
+    dead-letter are left out with a warning. `limit` keeps the first N interactions."""
     try:
-        events, items = split_items(load_events(file, fmt))
+        numbered = read_records(file, fmt)
+        sort_events([r for _, r in numbered], file)  # a `ts` that is not a number: one error for the file
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    unknown = sorted({t for e in events if isinstance(t := e.get("type"), str)} - set(EVENT_TYPES))
+    bad = check_records(numbered, max_event_ahead_s=None)
+    records = [r for _, r in numbered]
+    n_items = sum(1 for r in records if is_item_record(r))
+    unknown = sorted({t for r in records if not is_item_record(r) and isinstance(t := r.get("type"), str)}
+                     - set(EVENT_TYPES))
+    prefix = "" if unknown else "warning: "
+    for b in bad[:10]:
+        click.echo(f"{prefix}{file} {b.where}: {b.reason}", err=True)
+    if len(bad) > 10:
+        click.echo(f"{prefix}… and {len(bad) - 10} more", err=True)
     if unknown:
         raise click.ClickException(f"{file}: unknown event type(s) {', '.join(map(repr, unknown[:5]))}; "
-                                   f"known: {', '.join(EVENT_TYPES)}")
-    problems = [(e, why) for e in events if (why := interaction_problem(e)) is not None]
-    if problems:
-        first, why = problems[0]
-        click.echo(f"warning: {len(problems)} of {len(events)} events are not valid interactions and are "
-                   f"left out, as the worker would send them to the DLQ; the first "
-                   f"(user {first.get('user_id')!r}, ts {first.get('ts')!r}): {why}", err=True)
-        bad = {id(e) for e, _ in problems}
-        events = [e for e in events if id(e) not in bad]
+                                   f"known: {', '.join(EVENT_TYPES)} ({len(bad)} of {len(records)} records "
+                                   "would be rejected by the worker)")
+    left_out = {b.where for b in bad}
+    bad_items = sum(1 for where, r in numbered if where in left_out and is_item_record(r))
+    if len(bad) > bad_items:
+        click.echo(f"warning: {len(bad) - bad_items} of {len(records) - n_items} events are not valid interactions "
+                   "and are left out, as the worker would send them to the DLQ", err=True)
+    if bad_items:
+        click.echo(f"warning: {bad_items} of {n_items} catalogue records are not valid (item.v1) and are left out",
+                   err=True)
+    events = sort_events([r for where, r in numbered if where not in left_out], file)
+    items = [r for r in events if is_item_record(r)]
+    events = [r for r in events if not is_item_record(r)]
     events = events[:limit] if limit else events
     if not events:
         raise click.ClickException(f"{file}: no valid interactions to evaluate")

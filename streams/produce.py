@@ -2,21 +2,21 @@
 catalogue records a contract JSONL file may carry to the items topic."""
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable
 
 import orjson
 from fastjsonschema import JsonSchemaValueException
 
-from online_models.datasets import is_item_record
+from online_models.datasets import detect_format, is_item_record, load_events, read_jsonl_numbered
 
 from . import clients
 from .decode import Rejected, decode_interaction
 from .schemas import validator
 from .settings import Settings
-
-SECONDS_TS = (788_918_400, 4_102_444_800)  # the schema's ts range (1995..2100) in seconds: a unit mistake
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,42 @@ class Invalid:
     reason: str
 
 
-def check_records(records: Iterable[tuple[str, dict]], max_event_ahead_s: float = 3600.0) -> list[Invalid]:
+def read_records(file: str, fmt: str = "auto") -> list[tuple[str, dict]]:
+    """(where, record) for every record of FILE, in file order: "line N" in contract JSONL (its
+    line number), "event N" in a converted format (YOOCHOOSE, OTTO, MovieLens). Raises ValueError
+    for a file that cannot be read as that format."""
+    resolved = detect_format(file) if fmt == "auto" else fmt
+    if resolved == "jsonl" and not Path(file).is_dir():  # a directory: load_events names the mistake
+        return [(f"line {n}", r) for n, r in read_jsonl_numbered(file)]
+    return [(f"event {n}", r) for n, r in enumerate(load_events(file, resolved, sort=False), 1)]
+
+
+def with_event_ids(records: Iterable[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """Every event without an `event_id` gets one derived from its content: "p-" and the 16 hex
+    digits of an 8-byte BLAKE2b digest of its canonical JSON (sorted keys), then "-2", "-3"… for
+    the second, third identical event in `records` (file order). Otherwise the worker would derive
+    `topic/partition/offset@record-timestamp`, and the record timestamp is the time it was sent:
+    the seeds of MF negative sampling and exploration, and so the lists, would differ between two
+    runs of the same file. Events that carry an `event_id` (even an invalid one) and catalogue
+    records are kept as they are."""
+    seen: dict[str, int] = {}
+    out = []
+    for where, record in records:
+        if "event_id" in record or is_item_record(record):
+            out.append((where, record))
+            continue
+        digest = hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS), digest_size=8).hexdigest()
+        n = seen[digest] = seen.get(digest, 0) + 1
+        out.append((where, {"event_id": f"p-{digest}" if n == 1 else f"p-{digest}-{n}", **record}))
+    return out
+
+
+def check_records(records: Iterable[tuple[str, dict]], max_event_ahead_s: float | None = 3600.0) -> list[Invalid]:
     """What the worker would dead-letter, found before anything is sent: each event goes through
-    the worker's own decoding (schema, key, time checks, with now as the record time); each
-    catalogue record through the item schema."""
-    now_ms = int(time.time() * 1000)
+    the worker's own decoding (schema, key, time checks, with now as the record time; None: no
+    check against the clock, for an offline replay); each catalogue record through the item
+    schema."""
+    now_ms = None if max_event_ahead_s is None else int(time.time() * 1000)
     item_schema = validator("item")
     bad = []
     for where, record in records:
@@ -42,13 +73,11 @@ def check_records(records: Iterable[tuple[str, dict]], max_event_ahead_s: float 
         user = record.get("user_id")
         key = user.encode() if isinstance(user, str) else b""
         decoded = decode_interaction(key, orjson.dumps(record), "produce", 0, 0, record_ts=now_ms,
-                                     max_ahead_ms=int(max_event_ahead_s * 1000))
+                                     max_ahead_ms=int((max_event_ahead_s or 0) * 1000))
         if isinstance(decoded, Rejected):
-            reason = decoded.reason
+            reason = decoded.reason  # a `ts` in seconds is named there, as in the worker's DLQ reason
             if "type" not in record and "item_id" in record:
                 reason = "missing `type` (a catalogue record has no user_id, ts, event_id or session_id)"
-            elif isinstance(record.get("ts"), (int, float)) and SECONDS_TS[0] <= record["ts"] < SECONDS_TS[1]:
-                reason += " — `ts` looks like seconds; the contract wants epoch milliseconds"
             bad.append(Invalid(where, reason))
     return bad
 

@@ -41,7 +41,7 @@ def follow(settings: Settings, from_beginning: bool = False, timeout_s: float | 
                 if msg.error() is not None or msg.timestamp()[1] < since_ms:
                     continue
                 user = (msg.key() or b"").decode("utf-8", "replace")
-                if msg.value() is None:  # a tombstone: the user was forgotten
+                if msg.value() is None:  # a tombstone: forgotten, opted out or deleted by the TTL
                     yield user, None, msg.timestamp()[1]
                     continue
                 try:
@@ -60,7 +60,8 @@ def follow(settings: Settings, from_beginning: bool = False, timeout_s: float | 
 
 
 def format_deleted(user_id: str) -> str:
-    return f"{user_id:>12}  forgotten (list deleted)"
+    """A tombstone says no more than that the list is gone, not which request removed it."""
+    return f"{user_id:>12}  list deleted (forgotten, opted out or expired)"
 
 
 def format_line(rec: dict, width: int = 5) -> str:

@@ -230,6 +230,55 @@ def test_an_unreachable_broker_is_one_clear_error(command):
     assert done.stderr.count("Connection refused") <= 2, done.stderr[-2000:]
 
 
+def test_control_requests_warn_when_no_reco_serve_is_there_to_forward_them(settings_factory):
+    """`reco serve` forwards control requests to the workers: the commands say when none is in its
+    group. A consumer of the control topic in that group stands in for a running `reco serve`."""
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    s = settings_factory()
+    env = {**env_for(s), "RECO_SERVE_GROUP_ID": f"serve-{uuid.uuid4().hex[:8]}"}
+    for command in (["forget", "alice"], ["opt-out", "alice"], ["opt-in", "alice"]):
+        done = subprocess.run(RECO + command, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert f"sent to {s.control_topic}; `reco serve` forwards it to the workers" in done.stdout
+        assert f"warning: no `reco serve` is running (group {env['RECO_SERVE_GROUP_ID']} has no members)" \
+            in done.stderr and "Traceback" not in done.stderr
+    member = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": env["RECO_SERVE_GROUP_ID"],
+                       "session.timeout.ms": 6000})
+    try:
+        assigned = []
+        member.subscribe([s.control_topic], on_assign=lambda c, parts: assigned.extend(parts))
+        wait_until(lambda: member.poll(0.2) is not None or assigned, timeout=30, what="the stand-in joined")
+        done = subprocess.run(RECO + ["opt-out", "alice"], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        member.close()
+    assert done.returncode == 0, done.stderr
+    assert "reco serve" not in done.stderr, done.stderr
+
+
+def test_help_names_what_a_new_user_needs():
+    def help_of(*command):
+        done = subprocess.run(RECO + [*command, "--help"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return " ".join(done.stdout.split())
+
+    top = help_of()
+    assert "before or after the command" in top
+    for default in ("default ./state]", "default reco-engine]", "default 4]"):
+        assert default in top
+    assert "before or after `run`" in help_of("run") and "--bootstrap-servers" in help_of("run")
+    serve = help_of("serve")
+    for endpoint in ("GET /recommendations/{id}/", "GET /users/{id}/profile/", "POST /users/{id}/forget/",
+                     "POST /users/{id}/opt-out/", "POST /users/{id}/opt-in/", "GET /readyz", "GET /healthz",
+                     "RECO_SERVE_TOKEN", "RECO_SERVE_HOST"):
+        assert endpoint in serve, endpoint
+    for command in ("forget", "opt-out", "opt-in"):
+        assert "nothing happens until a `reco serve` runs" in help_of(command)
+    assert "derived from its content" in help_of("produce")
+
+
 def test_ports_in_use_are_explained_not_traced(settings_factory):
     import socket
 

@@ -77,3 +77,19 @@ def test_valid_event_decodes_with_derived_event_id():
                                                  "ts": 1_700_000_000_000}), "interactions", 3, 42)
     assert isinstance(ev, Interaction)
     assert ev.event_id == "interactions/3/42" and ev.is_negative
+
+
+def test_a_ts_in_seconds_is_named_in_the_rejection_reason():
+    from streams.decode import interaction_problem
+
+    seconds = {"user_id": "u1", "item_id": "i", "type": "view", "ts": 1_700_000_000}
+    rejected = decode_interaction(b"u1", orjson.dumps(seconds), "interactions", 0, 1)
+    assert isinstance(rejected, Rejected) and rejected.code == "schema"
+    assert rejected.reason.startswith("schema: data.ts must be bigger than or equal to 788918400000")
+    assert rejected.reason.endswith("`ts` looks like seconds; the contract wants epoch milliseconds")
+    assert interaction_problem(seconds) == rejected.reason  # what `reco evaluate` says too
+    for ts in (5, 788_918_399, 4_102_444_800, True, "1700000000"):  # ×1000 would not be a valid ts either
+        reason = decode_interaction(b"u1", orjson.dumps({**seconds, "ts": ts}), "interactions", 0, 1).reason
+        assert "seconds" not in reason, ts
+    assert isinstance(decode_interaction(b"u1", orjson.dumps({**seconds, "ts": 1_700_000_000_000}),
+                                         "interactions", 0, 1), Interaction)

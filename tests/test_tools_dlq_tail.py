@@ -24,6 +24,7 @@ def test_dlq_prints_each_rejected_record_with_reason_and_source(settings_factory
     out = done.stdout
     for code in ("invalid_json", "schema", "null_key"):
         assert code in out
+    assert "  schema: data.type must be one of" in out and "schema: schema:" not in out  # the code once
     assert f"{s.interactions_topic}[" in out and "{oops" in out and "3 rejected records" in done.stderr
     as_json = subprocess.run(RECO + ["dlq", "--from-beginning", "--json"], env=env_for(s), capture_output=True,
                              text=True, timeout=60)
@@ -44,7 +45,7 @@ def test_tail_prints_a_forgotten_users_deletion_and_refuses_a_wrong_topic(settin
     assert lines == [rec, None]
     text = subprocess.run(RECO + ["tail", "--from-beginning", "--timeout", "5"], env=env_for(s),
                           capture_output=True, text=True, timeout=60)
-    assert "alice  forgotten (list deleted)" in text.stdout
+    assert "alice  list deleted (forgotten, opted out or expired)" in text.stdout
     produce(s, [("k", b"not a recommendation")], topic=s.dlq_topic)
     wrong = subprocess.run(RECO + ["--recommendations-topic", s.dlq_topic, "tail", "--from-beginning",
                                    "--timeout", "5"], env=env_for(s), capture_output=True, text=True, timeout=60)
