@@ -139,7 +139,7 @@ def test_opted_out_events_feed_the_anonymous_aggregates_only_when_the_setting_sa
         rows = engine.checkpoint(1)
         assert user_key("alice") not in rows
         models = {k.split(b"\x00")[1] for k in rows if k.startswith(b"m\x00")}
-        assert models == ({b"trending", b"context", b"mf"} if feed else set())
+        assert models == ({b"trending", b"context", b"mf", b"popular"} if feed else set())
 
 
 def test_a_marker_must_name_its_request_s_action_and_forget_user_v1_values_still_decode():
