@@ -183,6 +183,7 @@ class Recommender:
             for item in seeds:
                 add(item, F_SESSION, v)
                 v *= decay
+        kinds = _strongest_kinds(user) if every and user.recent else {}  # for the reasons below
         for f, model in ((F_COVISIT, self.covisit), (F_COVISIT_LONG, self.covisit_long)):
             if not on[f]:
                 continue
@@ -194,6 +195,10 @@ class Recommender:
                     if x is None:
                         x = feats[item] = zeros[:]
                     x[f] += v * value
+                if f == F_COVISIT_LONG:  # not in the 72 h rows `explain` reads: say which seed brought it
+                    reason = ("covisit", SEED_REASONS[kinds.get(seed, "view")].format(seed))
+                    for item, _ in model.neighbors(seed)[:n]:
+                        tagged.setdefault(item, reason)
                 v *= decay
                 n = max(n // 2, cfg.min_seed_neighbors)
         if on[F_TWO_HOP] and cfg.two_hop and seeds:  # neighbours of the latest item's neighbours
@@ -217,6 +222,7 @@ class Recommender:
         if on[F_HISTORY] and user.recent:
             for item in {item: None for item, _, _ in reversed(user.recent)}:  # newest first, once
                 add(item, F_HISTORY, 1.0)
+                tagged.setdefault(item, ("recent", RECENT_REASONS[kinds.get(item, "view")]))
         if on[F_CONTENT] and user.taste:
             for item, reason in self.content.candidates(user, cfg.content_candidates):
                 add(item, F_CONTENT, 0.5)

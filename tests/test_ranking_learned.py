@@ -98,3 +98,39 @@ def test_the_fixed_blend_variant_ranks_as_it_would_alone(tmp_path):
             assert mixed.items == engines["alone"].recommend(ev.user_id).items
     assert fixed_users > 100
     assert engines["split"].ranker.updates > 100 and engines["alone"].ranker.updates == 0
+
+
+def test_reasons_stay_true_for_what_only_the_ranker_s_sources_bring(tmp_path):
+    """Items the fixed blend never gathered — the user's older items, neighbours in the
+    never-forgetting co-visitation — say what the user did, not the catch-all "trending now"."""
+    events, items = ratings(n_users=20, n_items=900, per_user=40)
+    catalog = Catalog()
+    for record in items:
+        catalog.upsert(record)
+    engine = Engine(PartitionStore(tmp_path / "s"), catalog, LEARNED)
+    for e in events:
+        engine.learn(Interaction.from_dict(e))
+    trending = {i for _, i in engine.trending.top_raw(None, engine.trending.top_n)[0]}
+    checked = 0
+    for user_id in {e["user_id"] for e in events}:
+        had = {e["item_id"] for e in events if e["user_id"] == user_id}
+        for s in engine.recommend(user_id).items:
+            checked += 1
+            if s.reason == "trending now":
+                assert s.item_id in trending, s.item_id
+            if s.reason.startswith("because you "):
+                assert s.reason.split()[-1] in had, s.reason
+    assert checked > 100
+
+
+def test_an_item_only_the_users_history_brings_says_what_they_did(tmp_path):
+    engine = Engine(PartitionStore(tmp_path / "s"), Catalog(), LEARNED)
+    ts = 1_600_000_000_000
+    evs = [("u", "old", "like", ts)]
+    evs += [(f"o{n}", f"hot-{n % 80}", "view", ts + 10_000 + n) for n in range(800)]  # 80 items trend more
+    evs += [("u", "x", "view", ts + 86_400_000), ("v", "x", "view", ts + 86_400_000 + 1),
+            ("v", "y", "view", ts + 86_400_000 + 2)]
+    for n, (user, item, kind, t) in enumerate(evs):
+        engine.learn(Interaction(f"e{n}", user, item, kind, t))
+    reasons = {s.item_id: s.reason for s in engine.recommend("u", 100).items}
+    assert reasons["old"] == "you liked this"  # not "trending now": it is not among the trending
