@@ -46,15 +46,23 @@ class ContentModel:
 
     def affinity(self, user: UserState, item_id: str) -> float:
         """Taste for one item in [-1, 1], relative to the user's strongest taste."""
+        return self.affinity_of(user)(item_id)
+
+    def affinity_of(self, user: UserState):
+        """`affinity(user, ·)` for many items: the user's strongest taste is found once."""
         taste = user.taste
-        item = self.catalog.get(item_id)
-        if not taste or item is None:
-            return 0.0
-        lead = max(abs(v) for v in taste.values()) or 1.0
-        s = taste.get(item.category, 0.0) if item.category else 0.0
-        for tag in item.tags:
-            s += 0.5 * taste.get("#" + tag, 0.0)
-        return max(-1.0, min(1.0, s / lead))
+        get_item, get_taste = self.catalog.get, taste.get
+        lead = max(map(abs, taste.values()), default=0.0) or 1.0
+
+        def affinity(item_id: str) -> float:
+            item = get_item(item_id)
+            if not taste or item is None:
+                return 0.0
+            s = get_taste(item.category, 0.0) if item.category else 0.0
+            for tag in item.tags:
+                s += 0.5 * get_taste("#" + tag, 0.0)
+            return max(-1.0, min(1.0, s / lead))
+        return affinity
 
     def candidates(self, user: UserState, n: int) -> list[tuple[str, str]]:
         """(item, reason) for items still new (catalog.NEW_WINDOW_MS of the user's last event)

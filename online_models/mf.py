@@ -158,6 +158,10 @@ class OnlineMF:
         """Raw scores for known rows (rows >= 0), vectorised over the candidates."""
         return self.vectors[rows] @ vec + self.bias[rows]
 
+    def probability_rows(self, vec: np.ndarray, rows: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """`scale` times the sigmoid of the raw scores of known rows: the MF's ranking feature."""
+        return scale / (1.0 + np.exp(-self.score_rows(vec, rows)))
+
     def top(self, vec: np.ndarray, n: int) -> list[tuple[str, float]]:
         """The n best items of the whole catalogue (one matrix-vector product)."""
         size = len(self.ids)

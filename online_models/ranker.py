@@ -26,7 +26,6 @@ from .config import Blend, EngineConfig
 
 FEATURES = ("session", "covisit", "two_hop", "trending_category", "trending", "session_start",
             "context", "content", "mf", "history", "covisit_long", "popular")
-INDEX = {name: i for i, name in enumerate(FEATURES)}
 N = len(FEATURES)
 (F_SESSION, F_COVISIT, F_TWO_HOP, F_TRENDING_CATEGORY, F_TRENDING, F_SESSION_START, F_CONTEXT, F_CONTENT,
  MF, F_HISTORY, F_COVISIT_LONG, F_POPULAR) = range(N)
@@ -40,15 +39,15 @@ TRAIN_EVERY = 4         # learn from one event in 4 (chosen by event id): a quar
 def prior(blend: Blend, config: EngineConfig) -> list[float]:
     """The fixed blend as feature weights: a learned ranker starts as the tuned blend ranks."""
     w = [0.0] * N
-    w[INDEX["session"]] = blend.recent
-    w[INDEX["covisit"]] = blend.covisit
-    w[INDEX["two_hop"]] = blend.covisit * config.two_hop
-    w[INDEX["trending_category"]] = blend.trending
-    w[INDEX["trending"]] = 0.5 * blend.trending
-    w[INDEX["session_start"]] = blend.trending
-    w[INDEX["context"]] = blend.context
-    w[INDEX["content"]] = blend.content
-    w[INDEX["mf"]] = blend.mf
+    w[F_SESSION] = blend.recent
+    w[F_COVISIT] = blend.covisit
+    w[F_TWO_HOP] = blend.covisit * config.two_hop
+    w[F_TRENDING_CATEGORY] = blend.trending
+    w[F_TRENDING] = 0.5 * blend.trending
+    w[F_SESSION_START] = blend.trending
+    w[F_CONTEXT] = blend.context
+    w[F_CONTENT] = blend.content
+    w[MF] = blend.mf
     return w
 
 

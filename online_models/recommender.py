@@ -1,4 +1,4 @@
-"""Ranking: gather candidates from every source, blend their scores, apply business rules,
+"""Ranking: blend the candidates' scores (candidates.py gathers them), apply business rules,
 re-rank for diversity, hand some slots to exploration, and say why each item is there.
 
 Each candidate is described by the features of `ranker.py` and ordered by their weighted sum:
@@ -8,38 +8,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from itertools import islice
-from operator import mul
 from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from .candidates import RECENT_REASONS, SEED_REASONS, CandidateSources, strongest_kinds
 from .catalog import Catalog
 from .config import Blend, EngineConfig
 from .content import ContentModel
-from .context import describe, scopes
 from .covisitation import CoVisitation
-from .events import TYPE_WEIGHT
 from .exploration import SourceBandit, draws, slot_uniform
 from .mf import OnlineMF
-from .ranker import (
-    F_CONTENT,
-    F_CONTEXT,
-    F_COVISIT,
-    F_COVISIT_LONG,
-    F_HISTORY,
-    F_POPULAR,
-    F_SESSION,
-    F_SESSION_START,
-    F_TRENDING,
-    F_TRENDING_CATEGORY,
-    F_TWO_HOP,
-    MF,
-    LearnedRanker,
-    prior,
-)
-from .ranker import N as N_FEATURES
+from .ranker import MF, LearnedRanker, prior
 from .rules import NO_REQUEST, Request, Rules, everything, mmr
-from .trending import START, Trending
+from .trending import Trending
 from .user_state import UserState
 
 
@@ -51,37 +33,7 @@ class Scored(NamedTuple):
     explored: bool = False     # placed by the exploration bandit
 
 
-# What the user did with an item, in words that are true for that event type. Skips and
-# dislikes never reach these: they are not in `recent` and never seed candidates.
-RECENT_REASONS = {  # the strongest thing the user recently did with an item they are shown again
-    "purchase": "you bought this recently",
-    "add_to_cart": "you added this to your cart",
-    "like": "you liked this",
-    "click": "you clicked this recently",
-    "view": "you viewed this recently",
-}
-SEED_REASONS = {  # why a co-visited item is there: what the user did with the seed
-    "purchase": "because you bought {}",
-    "add_to_cart": "because you added {} to your cart",
-    "like": "because you liked {}",
-    "click": "because you clicked {}",
-    "view": "because you viewed {}",
-}
-
-
 NOT_PERSONALISED = "not personalised: "  # starts every reason of an opted-out user's list
-
-
-def _strongest_kinds(user: UserState) -> dict[str, str]:
-    """Item -> the strongest positive event type the user's recent history holds for it
-    (ties by name, so a view and a click of equal weight read as "viewed"). One pass."""
-    best: dict[str, tuple[float, str]] = {}
-    for item, _, kind in user.recent:
-        cand = (TYPE_WEIGHT.get(kind, 0.0), kind)
-        cur = best.get(item)
-        if cur is None or cand > cur:
-            best[item] = cand
-    return {item: kind if kind in RECENT_REASONS else "view" for item, (_, kind) in best.items()}
 
 
 class Recommender:
@@ -100,19 +52,10 @@ class Recommender:
         self.context = context
         self.bandit = bandit
         self.rules = Rules(config, catalog)
-
-    def seeds(self, user: UserState) -> list[str]:
-        """The current session's distinct items, newest first — except those the user skipped or
-        disliked since (a negative is never the reason for a recommendation)."""
-        seeds: list[str] = []
-        limit = self.config.recent_window
-        skipped = user.skipped
-        for item in reversed(user.session_items):
-            if item not in seeds and item not in skipped:
-                seeds.append(item)
-                if len(seeds) >= limit:
-                    break
-        return seeds
+        self.sources = CandidateSources(config, catalog, trending, covisit, mf, content, context, popular,
+                                        covisit_long)
+        self.seeds = self.sources.seeds
+        self.training_pair = self.sources.training_pair
 
     def weights(self, blend: Blend) -> list[float]:
         """The feature weights a list of this variant is ranked with."""
@@ -124,7 +67,8 @@ class Recommender:
         cfg = self.config
         w = self.weights(blend)
         seeds = self.seeds(user)
-        scores, _, tagged, vec = self._gather(user, seeds, w, blend.learned, k)
+        cands = self.sources.gather(user, seeds, w, blend.learned, k)
+        scores, tagged, vec = cands.scores(w), cands.tagged, cands.vec
         diversify = blend.diversity and len(self.catalog)
         want = 2 * k if diversify else k
         allowed = self.rules.allowed_fn(user, request)
@@ -159,115 +103,6 @@ class Recommender:
                         trending=blend.trending or Blend.trending, context=blend.context or Blend.context)
         return [s._replace(reason=NOT_PERSONALISED + s.reason) for s in self.rank(probe, plain, k, "", request)]
 
-    # -- candidates and their features ------------------------------------------------------
-    def _gather(self, user: UserState, seeds: list[str], w: list[float], every: bool, k: int):
-        """Every candidate's features (ranker.FEATURES) and its score under the weights `w`
-        (all but the MF's, which `_order` adds for the shortlist), from every source whose
-        weight is not 0 — or from all of them (`every`: the learned ranker needs each signal).
-        Returns (scores, features, tagged, the user's MF vector or None)."""
-        cfg = self.config
-        decay = cfg.recency_decay
-        feats: dict[str, list[float]] = {}
-        tagged: dict[str, tuple[str, str]] = {}   # item -> (source, reason) for the smaller sources
-        on = [every or bool(x) for x in w]
-        zeros = [0.0] * N_FEATURES
-
-        def add(item: str, f: int, v: float) -> None:
-            x = feats.get(item)
-            if x is None:
-                x = feats[item] = zeros[:]
-            x[f] += v
-
-        if on[F_SESSION]:
-            v = 1.0
-            for item in seeds:
-                add(item, F_SESSION, v)
-                v *= decay
-        kinds = _strongest_kinds(user) if every and user.recent else {}  # for the reasons below
-        for f, model in ((F_COVISIT, self.covisit), (F_COVISIT_LONG, self.covisit_long)):
-            if not on[f]:
-                continue
-            v = 1.0
-            n = model.score_neighbors
-            for seed in seeds:  # older seeds count less, so they bring fewer neighbours
-                for item, value in model.neighbors(seed)[:n]:  # add(), inlined: the hottest loop
-                    x = feats.get(item)
-                    if x is None:
-                        x = feats[item] = zeros[:]
-                    x[f] += v * value
-                if f == F_COVISIT_LONG:  # not in the 72 h rows `explain` reads: say which seed brought it
-                    reason = ("covisit", SEED_REASONS[kinds.get(seed, "view")].format(seed))
-                    for item, _ in model.neighbors(seed)[:n]:
-                        tagged.setdefault(item, reason)
-                v *= decay
-                n = max(n // 2, cfg.min_seed_neighbors)
-        if on[F_TWO_HOP] and cfg.two_hop and seeds:  # neighbours of the latest item's neighbours
-            for b, vb in self.covisit.neighbors(seeds[0])[:cfg.two_hop_neighbors]:
-                for item, value in self.covisit.neighbors(b)[:cfg.two_hop_breadth]:
-                    add(item, F_TWO_HOP, vb * value)
-        cat = self.catalog.category(seeds[0]) if seeds else None
-        if on[F_TRENDING_CATEGORY] and cat:
-            self._add_trending(self.trending, cat, 2 * k, add, F_TRENDING_CATEGORY, tagged,
-                               ("trending", f"trending in {cat}"))
-        if on[F_TRENDING]:
-            self._add_trending(self.trending, None, k, add, F_TRENDING, tagged, None)
-        if on[F_SESSION_START] and not seeds:  # a new session: what sessions start with now
-            self._add_trending(self.trending, START, k, add, F_SESSION_START, tagged, None)
-        if on[F_CONTEXT] and user.last_ts:
-            for scope in scopes(user.last_context.get("device"), user.last_ts, cfg.utc_offset_hours):
-                self._add_trending(self.context, scope, k, add, F_CONTEXT, tagged, ("context", describe(scope)))
-        popular = self.popular.top_raw(None, 2 * k) if on[F_POPULAR] else ([], 1.0)
-        for negv, item in popular[0]:  # tagged last: the reasons above are more specific
-            add(item, F_POPULAR, -negv / popular[1])
-        if on[F_HISTORY] and user.recent:
-            for item in {item: None for item, _, _ in reversed(user.recent)}:  # newest first, once
-                add(item, F_HISTORY, 1.0)
-                tagged.setdefault(item, ("recent", RECENT_REASONS[kinds.get(item, "view")]))
-        if on[F_CONTENT] and user.taste:
-            for item, reason in self.content.candidates(user, cfg.content_candidates):
-                add(item, F_CONTENT, 0.5)
-                tagged.setdefault(item, ("content", reason))
-            affinity = self.content.affinity
-            for item in list(feats):
-                a = affinity(user, item)
-                if a:
-                    add(item, F_CONTENT, a)
-        for _, item in popular[0]:
-            tagged.setdefault(item, ("trending", "popular this month"))
-        vec = self.mf.user_vector(user) if on[MF] else None
-        if vec is not None and cfg.mf_candidates:
-            for item, _ in self.mf.top(vec, cfg.mf_candidates):
-                if item not in feats:
-                    add(item, MF, 0.0)
-                    tagged.setdefault(item, ("mf", "similar to what you interacted with"))
-        # The weighted sum, features in their fixed order: plain sequential float arithmetic.
-        scores = {item: sum(map(mul, w, x)) for item, x in feats.items()}
-        return scores, feats, tagged, vec
-
-    def training_pair(self, user: UserState, item: str, w: list[float], negatives: int):
-        """For the learned ranker, before the event is learned: the features of `item` (the one
-        the user chose) and of the `negatives` candidates ranked best without it, MF included —
-        or None when the item was not a candidate."""
-        seeds = self.seeds(user)
-        scores, feats, _, vec = self._gather(user, seeds, w, True, self.config.k)
-        chosen = feats.get(item)
-        if chosen is None:
-            return None
-        best = sorted(scores, key=scores.__getitem__, reverse=True)[:negatives + 1]
-        others = [i for i in best if i != item][:negatives]
-        if not others:
-            return None
-        group = [item] + others
-        rows = [list(feats[i]) for i in group]
-        if vec is not None:
-            ids = self.mf.rows_of(group)
-            known = ids >= 0
-            if known.any():
-                mf = (1.0 / (1.0 + np.exp(-self.mf.score_rows(vec, ids[known])))).tolist()
-                for x, v in zip((r for r, ok in zip(rows, known.tolist()) if ok), mf):
-                    x[MF] = v
-        return rows[0], rows[1:]
-
     # -- steps ----------------------------------------------------------------------------
     def _fill(self, out: list[Scored], k: int, user: UserState, allowed) -> None:
         """Complete a short list (a thin partition, a small shop) from, in order: the user's
@@ -295,15 +130,6 @@ class Recommender:
                     if len(out) >= k:
                         return
 
-    @staticmethod
-    def _add_trending(model: Trending, scope: str | None, n: int, add, feature: int, tagged: dict,
-                      tag: tuple[str, str] | None) -> None:
-        entries, lead = model.top_raw(scope, n)
-        for negv, item in entries:
-            add(item, feature, -negv / lead)
-            if tag is not None and item not in tagged:
-                tagged[item] = tag
-
     def _order(self, scores: dict[str, float], vec: np.ndarray | None, mf_weight: float,
                shortlist: int) -> Iterator[tuple[str, float]]:
         """Items best first; ties keep candidate order, which is fixed by the model state.
@@ -317,10 +143,10 @@ class Recommender:
         total = np.array([scores[i] for i in head])
         rows = self.mf.rows_of(head)
         if rows.min() >= 0:
-            total += mf_weight / (1.0 + np.exp(-self.mf.score_rows(vec, rows)))
+            total += self.mf.probability_rows(vec, rows, mf_weight)
         else:
             known = rows >= 0
-            total[known] += mf_weight / (1.0 + np.exp(-self.mf.score_rows(vec, rows[known])))
+            total[known] += self.mf.probability_rows(vec, rows[known], mf_weight)
         order = np.argsort(-total, kind="stable").tolist()
         totals = total.tolist()
         for i in order:
@@ -339,7 +165,7 @@ class Recommender:
         def kind(item: str) -> str:
             nonlocal kinds
             if kinds is None:
-                kinds = _strongest_kinds(user)
+                kinds = strongest_kinds(user)
             return kinds.get(item, "view")
 
         def explain(item: str, score: float) -> Scored:

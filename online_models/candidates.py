@@ -1,0 +1,224 @@
+"""Candidate gathering: every source's items for one user, each described by the features of
+`ranker.py`, and the learned ranker's training pairs (the chosen item against the best others).
+
+A candidate's features are a list in `ranker.FEATURES` order; candidates keep the order in which a
+source first brought them (ties in the ranking keep it, and it is fixed by the model state).
+"""
+from __future__ import annotations
+
+from itertools import accumulate, repeat
+from operator import mul
+from typing import Iterable
+
+import numpy as np
+
+from .catalog import Catalog
+from .config import EngineConfig
+from .content import ContentModel
+from .context import describe, scopes
+from .covisitation import CoVisitation
+from .events import TYPE_WEIGHT
+from .mf import OnlineMF
+from .ranker import (
+    F_CONTENT,
+    F_CONTEXT,
+    F_COVISIT,
+    F_COVISIT_LONG,
+    F_HISTORY,
+    F_POPULAR,
+    F_SESSION,
+    F_SESSION_START,
+    F_TRENDING,
+    F_TRENDING_CATEGORY,
+    F_TWO_HOP,
+    MF,
+)
+from .ranker import N as N_FEATURES
+from .trending import START, Trending
+from .user_state import UserState
+
+# What the user did with an item, in words that are true for that event type. Skips and
+# dislikes never reach these: they are not in `recent` and never seed candidates.
+RECENT_REASONS = {  # the strongest thing the user recently did with an item they are shown again
+    "purchase": "you bought this recently",
+    "add_to_cart": "you added this to your cart",
+    "like": "you liked this",
+    "click": "you clicked this recently",
+    "view": "you viewed this recently",
+}
+SEED_REASONS = {  # why a co-visited item is there: what the user did with the seed
+    "purchase": "because you bought {}",
+    "add_to_cart": "because you added {} to your cart",
+    "like": "because you liked {}",
+    "click": "because you clicked {}",
+    "view": "because you viewed {}",
+}
+ZEROS = [0.0] * N_FEATURES
+
+
+def strongest_kinds(user: UserState) -> dict[str, str]:
+    """Item -> the strongest positive event type the user's recent history holds for it
+    (ties by name, so a view and a click of equal weight read as "viewed"). One pass."""
+    best: dict[str, tuple[float, str]] = {}
+    for item, _, kind in user.recent:
+        cand = (TYPE_WEIGHT.get(kind, 0.0), kind)
+        cur = best.get(item)
+        if cur is None or cand > cur:
+            best[item] = cand
+    return {item: kind if kind in RECENT_REASONS else "view" for item, (_, kind) in best.items()}
+
+
+class Candidates:
+    """One list's candidates: item -> features, item -> (source, reason) for the sources that
+    name their own reason, and the user's MF vector (None: the MF is off or knows nothing)."""
+
+    __slots__ = ("features", "tagged", "vec")
+
+    def __init__(self) -> None:
+        self.features: dict[str, list[float]] = {}
+        self.tagged: dict[str, tuple[str, str]] = {}
+        self.vec: np.ndarray | None = None
+
+    def add(self, f: int, pairs: Iterable[tuple[str, float]]) -> None:
+        """Add each (item, value) to the item's feature `f`. The hottest loop of ranking."""
+        feats = self.features
+        get = feats.get
+        for item, v in pairs:
+            x = get(item)
+            if x is None:
+                x = feats[item] = ZEROS[:]
+            x[f] += v
+
+    def tag(self, items: Iterable[str], reason: tuple[str, str]) -> None:
+        """`reason` for each item no earlier source has named one for."""
+        setdefault = self.tagged.setdefault
+        for item in items:
+            setdefault(item, reason)
+
+    def scores(self, w: list[float]) -> dict[str, float]:
+        """The weighted sum, features in their fixed order: plain sequential float arithmetic."""
+        return {item: sum(map(mul, w, x)) for item, x in self.features.items()}
+
+
+class CandidateSources:
+    """The models a list's candidates come from, and how many each brings (the configuration)."""
+
+    def __init__(self, config: EngineConfig, catalog: Catalog, trending: Trending, covisit: CoVisitation,
+                 mf: OnlineMF, content: ContentModel, context: Trending, popular: Trending,
+                 covisit_long: CoVisitation):
+        self.config = config
+        self.catalog = catalog
+        self.trending = trending
+        self.popular = popular
+        self.covisit = covisit
+        self.covisit_long = covisit_long
+        self.mf = mf
+        self.content = content
+        self.context = context
+
+    def seeds(self, user: UserState) -> list[str]:
+        """The current session's distinct items, newest first — except those the user skipped or
+        disliked since (a negative is never the reason for a recommendation)."""
+        seeds: list[str] = []
+        limit = self.config.recent_window
+        skipped = user.skipped
+        for item in reversed(user.session_items):
+            if item not in seeds and item not in skipped:
+                seeds.append(item)
+                if len(seeds) >= limit:
+                    break
+        return seeds
+
+    def gather(self, user: UserState, seeds: list[str], w: list[float], every: bool, k: int) -> Candidates:
+        """Every candidate and its features (all but the MF score, which the ranking adds for its
+        shortlist), from every source whose weight in `w` is not 0 — or from all of them
+        (`every`: the learned ranker needs each signal)."""
+        cfg = self.config
+        decay = cfg.recency_decay
+        out = Candidates()
+        add, tag = out.add, out.tag
+        on = [every or bool(x) for x in w]
+        if on[F_SESSION]:
+            add(F_SESSION, zip(seeds, accumulate(repeat(decay, len(seeds) - 1), mul, initial=1.0)))
+        kinds = strongest_kinds(user) if every and user.recent else {}  # for the reasons below
+        for f, model in ((F_COVISIT, self.covisit), (F_COVISIT_LONG, self.covisit_long)):
+            if not on[f]:
+                continue
+            v = 1.0
+            n = model.score_neighbors
+            for seed in seeds:  # older seeds count less, so they bring fewer neighbours
+                near = model.neighbors(seed)[:n]
+                add(f, [(item, v * value) for item, value in near])
+                if f == F_COVISIT_LONG:  # not in the 72 h rows `explain` reads: say which seed brought it
+                    tag([item for item, _ in near], ("covisit", SEED_REASONS[kinds.get(seed, "view")].format(seed)))
+                v *= decay
+                n = max(n // 2, cfg.min_seed_neighbors)
+        if on[F_TWO_HOP] and cfg.two_hop and seeds:  # neighbours of the latest item's neighbours
+            nb = self.covisit.neighbors
+            add(F_TWO_HOP, [(item, vb * value) for b, vb in nb(seeds[0])[:cfg.two_hop_neighbors]
+                            for item, value in nb(b)[:cfg.two_hop_breadth]])
+        cat = self.catalog.category(seeds[0]) if seeds else None
+        if on[F_TRENDING_CATEGORY] and cat:
+            self._add_trending(out, self.trending, cat, 2 * k, F_TRENDING_CATEGORY, ("trending", f"trending in {cat}"))
+        if on[F_TRENDING]:
+            self._add_trending(out, self.trending, None, k, F_TRENDING)
+        if on[F_SESSION_START] and not seeds:  # a new session: what sessions start with now
+            self._add_trending(out, self.trending, START, k, F_SESSION_START)
+        if on[F_CONTEXT] and user.last_ts:
+            for scope in scopes(user.last_context.get("device"), user.last_ts, cfg.utc_offset_hours):
+                self._add_trending(out, self.context, scope, k, F_CONTEXT, ("context", describe(scope)))
+        popular = self._add_trending(out, self.popular, None, 2 * k, F_POPULAR) if on[F_POPULAR] else []
+        if on[F_HISTORY] and user.recent:
+            history = list({item: None for item, _, _ in reversed(user.recent)})  # newest first, once
+            add(F_HISTORY, [(item, 1.0) for item in history])
+            for item in history:
+                tag((item,), ("recent", RECENT_REASONS[kinds.get(item, "view")]))
+        if on[F_CONTENT] and user.taste:
+            for item, reason in self.content.candidates(user, cfg.content_candidates):
+                add(F_CONTENT, ((item, 0.5),))
+                tag((item,), ("content", reason))
+            affinity = self.content.affinity_of(user)
+            add(F_CONTENT, [(item, a) for item in list(out.features) if (a := affinity(item))])
+        tag(popular, ("trending", "popular this month"))  # last: the reasons above are more specific
+        vec = out.vec = self.mf.user_vector(user) if on[MF] else None
+        if vec is not None and cfg.mf_candidates:
+            for item, _ in self.mf.top(vec, cfg.mf_candidates):
+                if item not in out.features:
+                    add(MF, ((item, 0.0),))
+                    tag((item,), ("mf", "similar to what you interacted with"))
+        return out
+
+    @staticmethod
+    def _add_trending(out: Candidates, model: Trending, scope: str | None, n: int, f: int,
+                      reason: tuple[str, str] | None = None) -> list[str]:
+        """A trending scope's n best, normalised so its leader is 1.0; returns their ids."""
+        entries, lead = model.top_raw(scope, n)
+        out.add(f, [(item, -negv / lead) for negv, item in entries])
+        items = [item for _, item in entries]
+        if reason is not None:
+            out.tag(items, reason)
+        return items
+
+    def training_pair(self, user: UserState, item: str, w: list[float], negatives: int):
+        """For the learned ranker, before the event is learned: the features of `item` (the one
+        the user chose) and of the `negatives` candidates ranked best without it, MF included —
+        or None when the item was not a candidate."""
+        cands = self.gather(user, self.seeds(user), w, True, self.config.k)
+        feats = cands.features
+        if item not in feats:
+            return None
+        scores = cands.scores(w)
+        best = sorted(scores, key=scores.__getitem__, reverse=True)[:negatives + 1]
+        others = [i for i in best if i != item][:negatives]
+        if not others:
+            return None
+        group = [item] + others
+        rows = [list(feats[i]) for i in group]
+        if cands.vec is not None:
+            ids = self.mf.rows_of(group)
+            known = ids >= 0
+            if known.any():
+                p = self.mf.probability_rows(cands.vec, ids[known]).tolist()
+                for x, v in zip((r for r, ok in zip(rows, known.tolist()) if ok), p):
+                    x[MF] = v
+        return rows[0], rows[1:]
