@@ -100,6 +100,10 @@ class Candidates:
         return {item: sum(map(mul, w, x)) for item, x in self.features.items()}
 
 
+def _no_tag(items, reason) -> None:
+    pass
+
+
 class CandidateSources:
     """The models a list's candidates come from, and how many each brings (the configuration)."""
 
@@ -129,18 +133,20 @@ class CandidateSources:
                     break
         return seeds
 
-    def gather(self, user: UserState, seeds: list[str], w: list[float], every: bool, k: int) -> Candidates:
+    def gather(self, user: UserState, seeds: list[str], w: list[float], every: bool, k: int,
+               reasons: bool = True) -> Candidates:
         """Every candidate and its features (all but the MF score, which the ranking adds for its
         shortlist), from every source whose weight in `w` is not 0 — or from all of them
-        (`every`: the learned ranker needs each signal)."""
+        (`every`: the learned ranker needs each signal). Without `reasons` (training), no
+        candidate is tagged with one."""
         cfg = self.config
         decay = cfg.recency_decay
         out = Candidates()
-        add, tag = out.add, out.tag
+        add, tag = out.add, (out.tag if reasons else _no_tag)
         on = [every or bool(x) for x in w]
         if on[F_SESSION]:
             add(F_SESSION, zip(seeds, accumulate(repeat(decay, len(seeds) - 1), mul, initial=1.0)))
-        kinds = strongest_kinds(user) if every and user.recent else {}  # for the reasons below
+        kinds = strongest_kinds(user) if reasons and every and user.recent else {}  # for the reasons below
         for f, model in ((F_COVISIT, self.covisit), (F_COVISIT_LONG, self.covisit_long)):
             if not on[f]:
                 continue
@@ -149,7 +155,7 @@ class CandidateSources:
             for seed in seeds:  # older seeds count less, so they bring fewer neighbours
                 near = model.neighbors(seed)[:n]
                 add(f, [(item, v * value) for item, value in near])
-                if f == F_COVISIT_LONG:  # not in the 72 h rows `explain` reads: say which seed brought it
+                if f == F_COVISIT_LONG and reasons:  # not in the 72 h rows `explain` reads: say which seed brought it
                     tag([item for item, _ in near], ("covisit", SEED_REASONS[kinds.get(seed, "view")].format(seed)))
                 v *= decay
                 n = max(n // 2, cfg.min_seed_neighbors)
@@ -159,20 +165,21 @@ class CandidateSources:
                             for item, value in nb(b)[:cfg.two_hop_breadth]])
         cat = self.catalog.category(seeds[0]) if seeds else None
         if on[F_TRENDING_CATEGORY] and cat:
-            self._add_trending(out, self.trending, cat, 2 * k, F_TRENDING_CATEGORY, ("trending", f"trending in {cat}"))
+            self._add_trending(out, tag, self.trending, cat, 2 * k, F_TRENDING_CATEGORY, ("trending", f"trending in {cat}"))
         if on[F_TRENDING]:
-            self._add_trending(out, self.trending, None, k, F_TRENDING)
+            self._add_trending(out, tag, self.trending, None, k, F_TRENDING)
         if on[F_SESSION_START] and not seeds:  # a new session: what sessions start with now
-            self._add_trending(out, self.trending, START, k, F_SESSION_START)
+            self._add_trending(out, tag, self.trending, START, k, F_SESSION_START)
         if on[F_CONTEXT] and user.last_ts:
             for scope in scopes(user.last_context.get("device"), user.last_ts, cfg.utc_offset_hours):
-                self._add_trending(out, self.context, scope, k, F_CONTEXT, ("context", describe(scope)))
-        popular = self._add_trending(out, self.popular, None, 2 * k, F_POPULAR) if on[F_POPULAR] else []
+                self._add_trending(out, tag, self.context, scope, k, F_CONTEXT, ("context", describe(scope)))
+        popular = self._add_trending(out, tag, self.popular, None, 2 * k, F_POPULAR) if on[F_POPULAR] else []
         if on[F_HISTORY] and user.recent:
             history = list({item: None for item, _, _ in reversed(user.recent)})  # newest first, once
             add(F_HISTORY, [(item, 1.0) for item in history])
-            for item in history:
-                tag((item,), ("recent", RECENT_REASONS[kinds.get(item, "view")]))
+            if reasons:
+                for item in history:
+                    tag((item,), ("recent", RECENT_REASONS[kinds.get(item, "view")]))
         if on[F_CONTENT] and user.taste:
             for item, reason in self.content.candidates(user, cfg.content_candidates):
                 add(F_CONTENT, ((item, 0.5),))
@@ -189,21 +196,21 @@ class CandidateSources:
         return out
 
     @staticmethod
-    def _add_trending(out: Candidates, model: Trending, scope: str | None, n: int, f: int,
+    def _add_trending(out: Candidates, tag, model: Trending, scope: str | None, n: int, f: int,
                       reason: tuple[str, str] | None = None) -> list[str]:
         """A trending scope's n best, normalised so its leader is 1.0; returns their ids."""
         entries, lead = model.top_raw(scope, n)
         out.add(f, [(item, -negv / lead) for negv, item in entries])
         items = [item for _, item in entries]
         if reason is not None:
-            out.tag(items, reason)
+            tag(items, reason)
         return items
 
     def training_pair(self, user: UserState, item: str, w: list[float], negatives: int):
         """For the learned ranker, before the event is learned: the features of `item` (the one
         the user chose) and of the `negatives` candidates ranked best without it, MF included —
         or None when the item was not a candidate."""
-        cands = self.gather(user, self.seeds(user), w, True, self.config.k)
+        cands = self.gather(user, self.seeds(user), w, True, self.config.k, reasons=False)
         feats = cands.features
         if item not in feats:
             return None
