@@ -6,7 +6,7 @@ source first brought them (ties in the ranking keep it, and it is fixed by the m
 """
 from __future__ import annotations
 
-from itertools import accumulate, repeat
+from itertools import accumulate, chain, repeat
 from operator import mul
 from typing import Iterable
 
@@ -69,25 +69,32 @@ def strongest_kinds(user: UserState) -> dict[str, str]:
 
 
 class Candidates:
-    """One list's candidates: item -> features, item -> (source, reason) for the sources that
-    name their own reason, and the user's MF vector (None: the MF is off or knows nothing)."""
+    """One list's candidates: each source's items and values as added, then (`build`) the items
+    in the order a source first brought them with their features as one matrix; item ->
+    (source, reason) for the sources that name their own reason; the user's MF vector (None:
+    the MF is off or knows nothing)."""
 
-    __slots__ = ("features", "tagged", "vec")
+    __slots__ = ("_items", "_values", "_features", "items", "matrix", "tagged", "vec")
 
     def __init__(self) -> None:
-        self.features: dict[str, list[float]] = {}
+        self._items: list[list[str]] = []
+        self._values: list = []
+        self._features: list[int] = []
+        self.items: list[str] = []
+        self.matrix = np.zeros((0, N_FEATURES))
         self.tagged: dict[str, tuple[str, str]] = {}
         self.vec: np.ndarray | None = None
 
-    def add(self, f: int, pairs: Iterable[tuple[str, float]]) -> None:
-        """Add each (item, value) to the item's feature `f`. The hottest loop of ranking."""
-        feats = self.features
-        get = feats.get
-        for item, v in pairs:
-            x = get(item)
-            if x is None:
-                x = feats[item] = ZEROS[:]
-            x[f] += v
+    def add(self, f: int, items: list[str], values) -> None:
+        """Add values[i] to feature `f` of items[i] (a list, or an array of the same length)."""
+        if items:
+            self._items.append(items)
+            self._values.append(values)
+            self._features.append(f)
+
+    def known(self) -> dict[str, None]:
+        """The items added so far, in first-added order."""
+        return dict.fromkeys(chain.from_iterable(self._items))
 
     def tag(self, items: Iterable[str], reason: tuple[str, str]) -> None:
         """`reason` for each item no earlier source has named one for."""
@@ -95,9 +102,26 @@ class Candidates:
         for item in items:
             setdefault(item, reason)
 
-    def scores(self, w: list[float]) -> dict[str, float]:
-        """The weighted sum, features in their fixed order: plain sequential float arithmetic."""
-        return {item: sum(map(mul, w, x)) for item, x in self.features.items()}
+    def build(self) -> None:
+        """The feature matrix: each feature's values summed in the order they were added."""
+        everything = list(chain.from_iterable(self._items))
+        self.items = list(dict.fromkeys(everything))
+        slot = {item: i for i, item in enumerate(self.items)}
+        self.matrix = np.zeros((len(self.items), N_FEATURES))
+        if everything:
+            rows = np.fromiter(map(slot.__getitem__, everything), dtype=np.int64, count=len(everything))
+            cols = np.repeat(self._features, [len(x) for x in self._items])
+            np.add.at(self.matrix, (rows, cols), np.concatenate([np.asarray(v, dtype=float) for v in self._values]))
+
+    def scores(self, w: list[float]) -> np.ndarray:
+        """The weighted sum per candidate, features in their fixed order: plain sequential
+        float arithmetic per candidate (no BLAS, no SIMD reduction), the same on every CPU."""
+        m = self.matrix
+        total = np.zeros(len(m))
+        for f, wf in enumerate(w):
+            if wf:
+                total += m[:, f] * wf
+        return total
 
 
 def _no_tag(items, reason) -> None:
@@ -145,7 +169,7 @@ class CandidateSources:
         add, tag = out.add, (out.tag if reasons else _no_tag)
         on = [every or bool(x) for x in w]
         if on[F_SESSION]:
-            add(F_SESSION, zip(seeds, accumulate(repeat(decay, len(seeds) - 1), mul, initial=1.0)))
+            add(F_SESSION, seeds, list(accumulate(repeat(decay, len(seeds) - 1), mul, initial=1.0)))
         kinds = strongest_kinds(user) if reasons and every and user.recent else {}  # for the reasons below
         for f, model in ((F_COVISIT, self.covisit), (F_COVISIT_LONG, self.covisit_long)):
             if not on[f]:
@@ -153,16 +177,18 @@ class CandidateSources:
             v = 1.0
             n = model.score_neighbors
             for seed in seeds:  # older seeds count less, so they bring fewer neighbours
-                near = model.neighbors(seed)[:n]
-                add(f, [(item, v * value) for item, value in near])
+                items, values = model.strongest(seed)
+                near = items[:n]
+                add(f, near, values[:n] * v)
                 if f == F_COVISIT_LONG and reasons:  # not in the 72 h rows `explain` reads: say which seed brought it
-                    tag([item for item, _ in near], ("covisit", SEED_REASONS[kinds.get(seed, "view")].format(seed)))
+                    tag(near, ("covisit", SEED_REASONS[kinds.get(seed, "view")].format(seed)))
                 v *= decay
                 n = max(n // 2, cfg.min_seed_neighbors)
         if on[F_TWO_HOP] and cfg.two_hop and seeds:  # neighbours of the latest item's neighbours
-            nb = self.covisit.neighbors
-            add(F_TWO_HOP, [(item, vb * value) for b, vb in nb(seeds[0])[:cfg.two_hop_neighbors]
-                            for item, value in nb(b)[:cfg.two_hop_breadth]])
+            strongest, breadth = self.covisit.strongest, cfg.two_hop_breadth
+            for b, vb in self.covisit.neighbors(seeds[0])[:cfg.two_hop_neighbors]:
+                items, values = strongest(b)
+                add(F_TWO_HOP, items[:breadth], values[:breadth] * vb)
         cat = self.catalog.category(seeds[0]) if seeds else None
         if on[F_TRENDING_CATEGORY] and cat:
             self._add_trending(out, tag, self.trending, cat, 2 * k, F_TRENDING_CATEGORY, ("trending", f"trending in {cat}"))
@@ -176,23 +202,25 @@ class CandidateSources:
         popular = self._add_trending(out, tag, self.popular, None, 2 * k, F_POPULAR) if on[F_POPULAR] else []
         if on[F_HISTORY] and user.recent:
             history = list({item: None for item, _, _ in reversed(user.recent)})  # newest first, once
-            add(F_HISTORY, [(item, 1.0) for item in history])
+            add(F_HISTORY, history, [1.0] * len(history))
             if reasons:
                 for item in history:
                     tag((item,), ("recent", RECENT_REASONS[kinds.get(item, "view")]))
         if on[F_CONTENT] and user.taste:
             for item, reason in self.content.candidates(user, cfg.content_candidates):
-                add(F_CONTENT, ((item, 0.5),))
+                add(F_CONTENT, [item], [0.5])
                 tag((item,), ("content", reason))
             affinity = self.content.affinity_of(user)
-            add(F_CONTENT, [(item, a) for item in list(out.features) if (a := affinity(item))])
+            liked = [(item, a) for item in out.known() if (a := affinity(item))]
+            add(F_CONTENT, [item for item, _ in liked], [a for _, a in liked])
         tag(popular, ("trending", "popular this month"))  # last: the reasons above are more specific
         vec = out.vec = self.mf.user_vector(user) if on[MF] else None
         if vec is not None and cfg.mf_candidates:
-            for item, _ in self.mf.top(vec, cfg.mf_candidates):
-                if item not in out.features:
-                    add(MF, ((item, 0.0),))
-                    tag((item,), ("mf", "similar to what you interacted with"))
+            known = out.known()
+            extra = [item for item, _ in self.mf.top(vec, cfg.mf_candidates) if item not in known]
+            add(MF, extra, [0.0] * len(extra))
+            tag(extra, ("mf", "similar to what you interacted with"))
+        out.build()
         return out
 
     @staticmethod
@@ -200,8 +228,8 @@ class CandidateSources:
                       reason: tuple[str, str] | None = None) -> list[str]:
         """A trending scope's n best, normalised so its leader is 1.0; returns their ids."""
         entries, lead = model.top_raw(scope, n)
-        out.add(f, [(item, -negv / lead) for negv, item in entries])
         items = [item for _, item in entries]
+        out.add(f, items, [-negv / lead for negv, _ in entries])
         if reason is not None:
             tag(items, reason)
         return items
@@ -211,18 +239,17 @@ class CandidateSources:
         the user chose) and of the `negatives` candidates ranked best without it, MF included —
         or None when the item was not a candidate."""
         cands = self.gather(user, self.seeds(user), w, True, self.config.k, reasons=False)
-        feats = cands.features
-        if item not in feats:
+        at = {i: n for n, i in enumerate(cands.items)}.get(item)
+        if at is None:
             return None
         scores = cands.scores(w)
-        best = sorted(scores, key=scores.__getitem__, reverse=True)[:negatives + 1]
-        others = [i for i in best if i != item][:negatives]
-        if not others:
+        best = np.argsort(-scores, kind="stable")[:negatives + 1].tolist()
+        group = [at] + [i for i in best if i != at][:negatives]
+        if len(group) == 1:
             return None
-        group = [item] + others
-        rows = [list(feats[i]) for i in group]
+        rows = cands.matrix[group].tolist()
         if cands.vec is not None:
-            ids = self.mf.rows_of(group)
+            ids = self.mf.rows_of([cands.items[i] for i in group])
             known = ids >= 0
             if known.any():
                 p = self.mf.probability_rows(cands.vec, ids[known]).tolist()

@@ -4,7 +4,8 @@ A user is represented by their own learned vector plus the mean vector of their 
 items (so a brand-new session already has a taste after one click). Each positive event is a
 pairwise step "this item over a sampled one", scaled by the event type's weight; skips and
 dislikes push the item away. Negatives are sampled from the event id with blake2b, so the same
-input gives the same model. Scoring is one matrix-vector product over a candidate index array.
+input gives the same model. Scoring is one compiled pass over a candidate index array (mf_kernels.py: sequential
+loops, the same numbers on every CPU).
 
 At most `max_items` item rows: past that, the items whose last interaction is the oldest in event
 time (ties by id) are evicted, and the last rows move into the holes so the matrix stays dense.
@@ -12,10 +13,10 @@ time (ties by id) are evicted, and the last rows move into the holes so the matr
 from __future__ import annotations
 
 import hashlib
-import math
 
 import numpy as np
 
+from . import mf_kernels as kernels
 from . import rowkeys
 from .events import Interaction
 from .trending import keep_after_eviction
@@ -94,12 +95,9 @@ class OnlineMF:
     # -- the user's representation (read-only) ----------------------------------------------
     def user_vector(self, user: UserState) -> np.ndarray | None:
         rows = [self.index[i] for i in user.session_items[-SESSION_ITEMS:] if i in self.index]
-        vec = np.asarray(user.factors) if user.factors else None
-        if rows:
-            pooled = self.vectors[rows].sum(axis=0)
-            pooled *= 1.0 / len(rows)
-            vec = pooled if vec is None else vec + pooled
-        return vec
+        if not rows and not user.factors:
+            return None
+        return kernels.pooled(self.vectors, np.array(rows, dtype=np.int64), np.array(user.factors, dtype=float))
 
     # -- learning -------------------------------------------------------------------------
     def learn_one(self, ev: Interaction, user: UserState) -> None:
@@ -109,42 +107,18 @@ class OnlineMF:
         self._dirty.add(ev.item_id)
         index = self.index
         rows = [index[x] for x in user.session_items[-SESSION_ITEMS:] if x in index]
-        V, bias, lr = self.vectors, self.bias, self.lr
-        u = np.array(user.factors) if user.factors else None
-        if rows:
-            p = V[rows].sum(axis=0)
-            p *= 1.0 / len(rows)
-            if u is not None:
-                p += u
-        else:
-            p = u if u is not None else np.zeros(self.factors)
-        keep = 1.0 - lr * self.reg
-        vi = V[i].copy()
-        if ev.is_negative:
-            g = lr * -ev.weight * _sigmoid(float(p @ vi) + bias[i])
-            diff = -vi
-            V[i] = vi * keep - g * p
-            bias[i] -= g
-        else:
+        j = -1
+        if not ev.is_negative:
             j = _seed(ev.event_id or f"{ev.user_id}/{ev.ts}") % len(self.ids)
             if j == i:
                 j = (j + 1) % len(self.ids)
             if j == i:  # a single known item: nothing to compare against yet
                 return
-            vj = V[j].copy()
-            diff = vi - vj
-            g = lr * min(ev.weight, 4.0) * _sigmoid(-(float(p @ diff) + bias[i] - bias[j]))
-            gp = g * p
-            V[i] = vi * keep + gp
-            V[j] = vj * keep - gp
-            bias[i] += g
-            bias[j] -= g
             self._dirty.add(self.ids[j])
-        # The user's own vector and the session items it was pooled from share the gradient.
-        step = g * diff
-        user.factors = (step if u is None else u * keep + step).tolist()
+        user.factors = kernels.step(self.vectors, self.bias, i, j, np.array(rows, dtype=np.int64),
+                                    np.array(user.factors, dtype=float), ev.is_negative, ev.weight,
+                                    self.lr, self.reg).tolist()
         if rows:
-            V[rows] += step * (1.0 / len(rows))
             ids = self.ids
             self._dirty.update([ids[r] for r in rows])
 
@@ -156,7 +130,7 @@ class OnlineMF:
 
     def score_rows(self, vec: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Raw scores for known rows (rows >= 0), vectorised over the candidates."""
-        return self.vectors[rows] @ vec + self.bias[rows]
+        return kernels.scores(self.vectors, self.bias, rows, vec)
 
     def probability_rows(self, vec: np.ndarray, rows: np.ndarray, scale: float = 1.0) -> np.ndarray:
         """`scale` times the sigmoid of the raw scores of known rows: the MF's ranking feature."""
@@ -167,7 +141,7 @@ class OnlineMF:
         size = len(self.ids)
         if not size or n <= 0:
             return []
-        scores = self.vectors[:size] @ vec + self.bias[:size]
+        scores = kernels.all_scores(self.vectors, self.bias, size, vec)
         if size > n:
             part = np.argpartition(-scores, n)[:n]
         else:
@@ -181,8 +155,7 @@ class OnlineMF:
         row = self.index.get(item_id)
         if row is None:
             return False
-        size = len(self.ids)
-        scores = self.vectors[:size] @ vec + self.bias[:size]
+        scores = kernels.all_scores(self.vectors, self.bias, len(self.ids), vec)
         return int(np.count_nonzero(scores > scores[row])) < n
 
     # -- persistence ----------------------------------------------------------------------
@@ -209,10 +182,3 @@ class OnlineMF:
             self.bias[i] = b
             self.vectors[i] = rest
 
-
-def _sigmoid(x: float) -> float:
-    if x < -30.0:
-        return 0.0
-    if x > 30.0:
-        return 1.0
-    return 1.0 / (1.0 + math.exp(-x))

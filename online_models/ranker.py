@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import zlib
-from operator import mul
 
 from . import rowkeys
 from .config import Blend, EngineConfig
@@ -52,7 +51,12 @@ def prior(blend: Blend, config: EngineConfig) -> list[float]:
 
 
 def score(weights: list[float], features: list[float]) -> float:
-    return sum(map(mul, weights, features))  # sequential, in feature order: no SIMD reduction
+    """The weighted sum, one product at a time in feature order: no SIMD reduction, and not
+    `sum()`, which adds floats with compensation from Python 3.12 on (other bits)."""
+    total = 0.0
+    for w, x in zip(weights, features):
+        total += w * x
+    return total
 
 
 class LearnedRanker:

@@ -68,13 +68,13 @@ class Recommender:
         w = self.weights(blend)
         seeds = self.seeds(user)
         cands = self.sources.gather(user, seeds, w, blend.learned, k)
-        scores, tagged, vec = cands.scores(w), cands.tagged, cands.vec
+        tagged, vec = cands.tagged, cands.vec
         diversify = blend.diversity and len(self.catalog)
         want = 2 * k if diversify else k
         allowed = self.rules.allowed_fn(user, request)
         picked: list[tuple[str, float]] = []
-        if scores:
-            ranked = self._order(scores, vec, w[MF], 2 * want)
+        if cands.items:
+            ranked = self._order(cands.items, cands.scores(w), vec, w[MF], 2 * want)
             if allowed is everything:
                 picked = list(islice(ranked, want))
             else:
@@ -85,8 +85,7 @@ class Recommender:
                             break
         if diversify:
             picked = mmr(picked, k, blend.diversity, self.catalog)
-        explain = self._explainer(user, seeds, tagged)
-        out = [explain(item, score) for item, score in picked]
+        out = self._explain(user, seeds, tagged, picked)
         if len(out) < k:
             self._fill(out, k, user, allowed)
         if blend.explore and len(out) > cfg.explore_from:
@@ -130,61 +129,55 @@ class Recommender:
                     if len(out) >= k:
                         return
 
-    def _order(self, scores: dict[str, float], vec: np.ndarray | None, mf_weight: float,
+    def _order(self, items: list[str], scores: np.ndarray, vec: np.ndarray | None, mf_weight: float,
                shortlist: int) -> Iterator[tuple[str, float]]:
         """Items best first; ties keep candidate order, which is fixed by the model state.
         The MF re-scores the shortlist of the other sources' best (vectorised), then the rest
         follow in their blended order."""
-        items = sorted(scores, key=scores.__getitem__, reverse=True)
+        order = np.argsort(-scores, kind="stable")
         if vec is None:
-            yield from ((i, scores[i]) for i in items)
+            totals = scores.tolist()
+            yield from ((items[i], totals[i]) for i in order.tolist())
             return
-        head = items[:shortlist]
-        total = np.array([scores[i] for i in head])
-        rows = self.mf.rows_of(head)
+        head = order[:shortlist]
+        total = scores[head]
+        rows = self.mf.rows_of([items[i] for i in head.tolist()])
         if rows.min() >= 0:
             total += self.mf.probability_rows(vec, rows, mf_weight)
         else:
             known = rows >= 0
             total[known] += self.mf.probability_rows(vec, rows[known], mf_weight)
-        order = np.argsort(-total, kind="stable").tolist()
         totals = total.tolist()
-        for i in order:
-            yield head[i], totals[i]
-        yield from ((i, scores[i]) for i in items[shortlist:])
+        head = head.tolist()
+        for i in np.argsort(-total, kind="stable").tolist():
+            yield items[head[i]], totals[i]
+        rest = scores.tolist()
+        yield from ((items[i], rest[i]) for i in order[shortlist:].tolist())
 
-    def _explainer(self, user: UserState, seeds: list[str], tagged: dict[str, tuple[str, str]]):
-        """`explain(item, score) -> Scored` for this list: the first reason that holds, in order —
-        a seed itself, a seed's co-visitation row, a two-hop row, the source that added it."""
+    def _explain(self, user: UserState, seeds: list[str], tagged: dict[str, tuple[str, str]],
+                 picked: list[tuple[str, float]]) -> list[Scored]:
+        """Each picked item with the first reason that holds, in order — a seed itself, a seed's
+        co-visitation row, a two-hop row, the source that added it."""
+        items = [item for item, _ in picked]
+        covisit = self.covisit
+        by_seed = covisit.first_row_holding(seeds, items)
+        hops = [b for b, _ in covisit.neighbors(seeds[0])[:self.config.two_hop_neighbors]] \
+            if seeds and self.config.two_hop else []
+        by_hop = covisit.first_row_holding(hops, items) if hops else [-1] * len(items)
         seed_set = set(seeds)
-        rows = self.covisit.rows
-        seed_rows = [(seed, row) for seed in seeds if (row := rows.get(seed)) is not None]
-        hops: list[tuple[str, dict]] | None = None  # built on first need
-        kinds: dict[str, str] | None = None
-
-        def kind(item: str) -> str:
-            nonlocal kinds
-            if kinds is None:
-                kinds = strongest_kinds(user)
-            return kinds.get(item, "view")
-
-        def explain(item: str, score: float) -> Scored:
-            nonlocal hops
+        kinds = strongest_kinds(user) if seed_set.intersection(items) or max(by_seed, default=-1) >= 0 else {}
+        out = []
+        for (item, score), s, h in zip(picked, by_seed, by_hop):
             if item in seed_set:
-                return Scored(item, score, RECENT_REASONS[kind(item)], "recent")
-            for seed, row in seed_rows:
-                if item in row:
-                    return Scored(item, score, SEED_REASONS[kind(seed)].format(seed), "covisit")
-            if item not in tagged and seeds and self.config.two_hop:
-                if hops is None:
-                    hops = [(b, rows.get(b, {})) for b, _ in
-                            self.covisit.neighbors(seeds[0])[:self.config.two_hop_neighbors]]
-                for b, row in hops:
-                    if item in row:
-                        return Scored(item, score, f"often seen together with {b}", "covisit")
-            source, reason = tagged.get(item, ("trending", "trending now"))
-            return Scored(item, score, reason, source)
-        return explain
+                out.append(Scored(item, score, RECENT_REASONS[kinds.get(item, "view")], "recent"))
+            elif s >= 0:
+                out.append(Scored(item, score, SEED_REASONS[kinds.get(seeds[s], "view")].format(seeds[s]), "covisit"))
+            elif h >= 0 and item not in tagged:
+                out.append(Scored(item, score, f"often seen together with {hops[h]}", "covisit"))
+            else:
+                source, reason = tagged.get(item, ("trending", "trending now"))
+                out.append(Scored(item, score, reason, source))
+        return out
 
     def _explore(self, out: list[Scored], user: UserState, user_id: str, blend: Blend, allowed,
                  vec: np.ndarray | None, seeds: list[str]) -> None:

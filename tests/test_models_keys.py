@@ -69,7 +69,7 @@ def pickle_state(engine: Engine, model: str) -> bytes:
         size = len(m.ids)
         return orjson.dumps([m.index, m.vectors[:size], m.bias[:size], m.seen, m.decay.landmark
                              if hasattr(m, "decay") else None], option=orjson.OPT_SERIALIZE_NUMPY)
-    state = m.values if model in ("trending", "context") else m.rows
+    state = m.values if model in ("trending", "context") else m.as_dict()
     return orjson.dumps([sorted((k, sorted(v.items())) for k, v in state.items()), m.decay.landmark])
 
 
