@@ -13,9 +13,14 @@ COPY pyproject.toml README.md ./
 COPY streams ./streams
 COPY online_models ./online_models
 COPY schemas ./schemas
+# NUMBA_CACHE_DIR: the engine's compiled kernels are built into the image (as root, below) and
+# loaded from there at start instead of compiling for seconds (docs/decisions/0017). numba needs
+# the directory writable by the running user, and recompiles there if the host's CPU differs.
+ENV NUMBA_CACHE_DIR=/var/lib/reco/kernels
 RUN pip install . \
  && useradd --system --uid 10001 --gid 0 --home-dir /var/lib/reco --create-home reco \
- && mkdir -p /var/lib/reco/state \
+ && mkdir -p /var/lib/reco/state /var/lib/reco/kernels \
+ && cd / && python -c "from online_models.compiled import warm_up; print(warm_up().describe())" \
  && chown -R 10001:0 /var/lib/reco \
  && chmod -R g=u /var/lib/reco
 

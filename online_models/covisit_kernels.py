@@ -10,7 +10,7 @@ numbers on every CPU.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from .jit import kernel
 
 FIRST_CAPACITY = 8
 
@@ -20,7 +20,7 @@ def room_needed(pairs: int, max_neighbors: int) -> int:
     return pairs * (2 * max_neighbors + 1)
 
 
-@njit(cache=True)
+@kernel
 def _best_first(nb, wt, start, n, tie):
     """Positions start..start+n-1 ordered by weight descending, ties by tie key ascending."""
     keys = np.empty(n, dtype=np.int64)
@@ -34,7 +34,7 @@ def _best_first(nb, wt, start, n, tie):
     return order + start
 
 
-@njit(cache=True)
+@kernel
 def add_pairs(off, ln, cp, nb, wt, top, tie, dirty, pa, pb, pw, max_neighbors):
     """Add weight pw[k] to neighbour pb[k] of row pa[k], in order; a row past twice
     `max_neighbors` keeps its `max_neighbors` strongest. Returns (arena top, rows created)."""
@@ -76,14 +76,14 @@ def add_pairs(off, ln, cp, nb, wt, top, tie, dirty, pa, pb, pw, max_neighbors):
     return top, created
 
 
-@njit(cache=True)
+@kernel
 def strongest(off, ln, nb, wt, tie, a, n):
     """Row a's n strongest neighbours and their weights, best first."""
     order = _best_first(nb, wt, off[a], ln[a], tie)[:n]
     return nb[order], wt[order]
 
 
-@njit(cache=True)
+@kernel
 def evict_coldest(off, ln, cp, wt, tie, dirty, keep):
     """Keep the `keep` rows of most total weight (ties by tie key); drop the others."""
     live = np.flatnonzero(cp)
@@ -105,7 +105,7 @@ def evict_coldest(off, ln, cp, wt, tie, dirty, keep):
     return max(0, len(live) - keep)
 
 
-@njit(cache=True)
+@kernel
 def rescale(off, ln, cp, nb, wt, dirty, mult):
     """Multiply every weight by `mult`; weights that underflow to 0 leave, and so do rows left
     empty. Returns the number of rows dropped."""
@@ -127,7 +127,7 @@ def rescale(off, ln, cp, nb, wt, dirty, mult):
     return dropped
 
 
-@njit(cache=True)
+@kernel
 def first_row_holding(off, ln, nb, rows, items, mark):
     """For each item, the position in `rows` of the first row that holds it as a neighbour,
     else -1 (-1 rows hold nothing). `mark`: scratch of one 0 per item id, left all 0."""
@@ -149,7 +149,7 @@ def first_row_holding(off, ln, nb, rows, items, mark):
     return out
 
 
-@njit(cache=True)
+@kernel
 def compact(off, ln, cp, nb, wt, remap, new_nb, new_wt):
     """Copy every live row, in item order, into new arenas, renumbering items through `remap`;
     returns the new top. Row metadata is rewritten in place (indexed by the new numbers)."""
@@ -173,3 +173,19 @@ def compact(off, ln, cp, nb, wt, remap, new_nb, new_wt):
         a = remap[live[r]]
         off[a], ln[a], cp[a] = offs[r], lens[r], caps[r]
     return top
+
+
+def warm_up() -> None:
+    """Call every kernel once with tiny arrays of the types the model passes: compiles them, or
+    loads them from numba's on-disk cache, before traffic needs them."""
+    n = 4
+    off, ln, cp = (np.zeros(n, dtype=np.int64) for _ in range(3))
+    dirty, tie = np.zeros(n, dtype=np.uint8), np.arange(n, dtype=np.int64)
+    nb, wt = np.zeros(room_needed(4, 1) + FIRST_CAPACITY, dtype=np.int64), np.zeros(room_needed(4, 1) + FIRST_CAPACITY)
+    pa, pb = np.array([0, 1, 0, 2], dtype=np.int64), np.array([1, 0, 2, 0], dtype=np.int64)
+    top, _ = add_pairs(off, ln, cp, nb, wt, 0, tie, dirty, pa, pb, np.ones(4), 1)
+    strongest(off, ln, nb, wt, tie, 0, 1)
+    first_row_holding(off, ln, nb, pa[:1], pb, np.zeros(n, dtype=np.int64))
+    rescale(off, ln, cp, nb, wt, dirty, 0.5)
+    evict_coldest(off, ln, cp, wt, tie, dirty, 1)
+    compact(off, ln, cp, nb, wt, np.arange(n, dtype=np.int64), np.zeros_like(nb), np.zeros_like(wt))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from .jit import kernel
 
 
-@njit(cache=True)
+@kernel
 def _dot(a, b):
     s = 0.0
     for f in range(len(a)):
@@ -17,7 +17,7 @@ def _dot(a, b):
     return s
 
 
-@njit(cache=True)
+@kernel
 def _sigmoid(x):
     if x < -30.0:
         return 0.0
@@ -26,7 +26,7 @@ def _sigmoid(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
-@njit(cache=True)
+@kernel
 def pooled(V, rows, u):
     """The user's representation: the mean of the session rows' vectors, plus their own
     vector `u` (empty: none yet)."""
@@ -45,7 +45,7 @@ def pooled(V, rows, u):
     return p
 
 
-@njit(cache=True)
+@kernel
 def step(V, bias, i, j, rows, u, negative, weight, lr, reg):
     """One pairwise step: item i over the sampled item j (negative: push i away; j unused).
     Updates V and bias in place and returns the user's new own vector."""
@@ -91,7 +91,7 @@ def step(V, bias, i, j, rows, u, negative, weight, lr, reg):
     return new_u
 
 
-@njit(cache=True)
+@kernel
 def scores(V, bias, rows, vec):
     """Raw scores of the given rows: their vector . vec + bias."""
     out = np.empty(len(rows))
@@ -104,7 +104,7 @@ def scores(V, bias, rows, vec):
     return out
 
 
-@njit(cache=True)
+@kernel
 def all_scores(V, bias, size, vec):
     """Raw scores of rows 0..size-1."""
     out = np.empty(size)
@@ -114,3 +114,14 @@ def all_scores(V, bias, size, vec):
             s += V[r, f] * vec[f]
         out[r] = s + bias[r]
     return out
+
+
+def warm_up() -> None:
+    """Call every kernel once with tiny arrays of the types the model passes (see covisit_kernels)."""
+    V, bias = np.zeros((3, 2)), np.zeros(3)
+    rows, u = np.array([1], dtype=np.int64), np.zeros(2)
+    step(V, bias, 0, 1, rows, u, False, 1.0, 0.05, 0.002)
+    step(V, bias, 0, -1, rows, np.zeros(0), True, 1.0, 0.05, 0.002)
+    pooled(V, rows, u)
+    scores(V, bias, rows, u)
+    all_scores(V, bias, 3, u)

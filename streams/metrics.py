@@ -97,4 +97,7 @@ class Metrics:
                                         "Lists not published because ranking raised (the events were learned)",
                                         registry=r)
         self.ready = Gauge("reco_ready", "1 when the worker is connected and processing", registry=r)
+        self.kernel_warm_up = Gauge("reco_kernel_warm_up_seconds",
+                                    "Seconds the engine's compiled kernels took to compile or load at start",
+                                    registry=r)
         self.forgotten = Counter("reco_users_forgotten_total", "Forget-user requests applied", registry=r)

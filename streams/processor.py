@@ -14,6 +14,7 @@ from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, KafkaErr
                              TopicPartition)
 
 from online_models.catalog import Catalog
+from online_models.compiled import warm_up
 from online_models.engine import Engine
 from online_models.events import Interaction
 from online_models.store import USER, PartitionStore
@@ -92,6 +93,11 @@ class Worker:
     def run(self) -> None:
         """Process until stop() (or SIGTERM via the CLI); then checkpoint and leave the group."""
         s = self.settings
+        self.health.set_ready(False, "loading the engine's compiled kernels")
+        kernels = warm_up()  # before joining the group: a cold compile must not stall a rebalance
+        self.metrics.kernel_warm_up.set(kernels.seconds)
+        log.info("%s", kernels.describe())
+        self.health.tick()
         clients.ensure_topics(s)
         clients.check_copartitioned(s)
         self._record_clock = RecordClock(s)

@@ -19,6 +19,15 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels():
+    """Compile the engine's kernels into numba's cache once, before any worker process starts —
+    as the Docker image does at build — so workers spawned by tests load them in a fraction of a
+    second instead of each compiling for ~10 s until the first one has written the cache."""
+    from online_models.compiled import warm_up
+    return warm_up()
+
+
 @pytest.fixture(scope="session")
 def broker():
     with EmbeddedBroker(free_port()) as b:

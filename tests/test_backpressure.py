@@ -79,4 +79,6 @@ def test_memory_bounded_under_ten_times_burst(broker, tmp_path):
     light_growth, heavy_growth = light[1] - light[0], heavy[1] - heavy[0]
     extra_input = heavy[2] - light[2]
     assert heavy_growth < light_growth + 0.5 * extra_input, (light, heavy)
-    assert heavy[1] < 400, heavy  # and an absolute ceiling for a 2000-user, 500-item worker
+    # An absolute ceiling for a 2000-user, 500-item worker. ~130 MB of it is numba's runtime (LLVM
+    # and the loaded kernels): at normal load 162 MB before the compiled kernels, 294 MB with them.
+    assert heavy[1] < 480, heavy

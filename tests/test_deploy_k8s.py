@@ -149,3 +149,23 @@ def test_serve_deployment_wiring(settings):
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     assert service["spec"]["ports"][0]["targetPort"] == port["name"]
     assert {"configMapRef": {"name": _one("ConfigMap")["metadata"]["name"]}} in c["envFrom"]
+
+
+def test_kernel_cache_is_copied_from_the_image_into_a_writable_volume(statefulset, container):
+    """numba needs its cache directory writable and the root filesystem is read-only: the image's
+    precompiled kernels (NUMBA_CACHE_DIR) are copied by an init container of the same image into
+    an emptyDir mounted at that path — else every pod start compiles them for seconds."""
+    import re
+
+    from deploy_support import DOCKERFILE
+    (cache_dir,) = re.findall(r"^ENV NUMBA_CACHE_DIR=(\S+)", DOCKERFILE.read_text(), re.M)
+    pod = statefulset["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["image"] == container["image"]
+    source, target = init["command"][-2:]
+    assert init["command"][:2] == ["cp", "-a"] and source == cache_dir + "/."
+    (init_mount,) = [m for m in init["volumeMounts"] if target.startswith(m["mountPath"])]
+    (engine_mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == cache_dir]
+    assert init_mount["name"] == engine_mount["name"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == engine_mount["name"]]
+    assert "emptyDir" in volume and not engine_mount.get("readOnly")
