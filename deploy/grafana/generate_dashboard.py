@@ -113,6 +113,10 @@ ROWS: list[tuple[str, list[dict]]] = [
             (f"sum(reco_ready{SEL})", "ready")]),
         dict(title="Assigned partitions per worker", unit="short", targets=[
             (f"reco_assigned_partitions{SEL}", "{{instance}}")]),
+        dict(title="Kernel warm-up at start (s)", unit="s", targets=[
+            (f"reco_kernel_warm_up_seconds{SEL}", "{{instance}}")],
+            description="Time to load (or, with a cold cache, compile) the engine's numba kernels before "
+                        "joining the group; seconds rather than tenths means NUMBA_CACHE_DIR is not kept"),
         dict(title="Rebalances (per 5 minutes) by kind", unit="short", targets=[
             (f"sum by (kind) (increase(reco_rebalances_total{SEL}[5m]))", "{{kind}}")],
             description="Alert RecoRebalanceStorm: > 5 assignments on one worker within 15 minutes"),
