@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from numba.core.registry import CPUDispatcher
 
-from . import covisit_kernels, mf_kernels
+from online_models.models import covisit_kernels, mf_kernels
 
 MODULES = (covisit_kernels, mf_kernels)
 

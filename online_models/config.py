@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .pseudonyms import NONE, Pseudonyms
+from online_models.state.pseudonyms import NONE, Pseudonyms
 
 
 @dataclass(frozen=True)

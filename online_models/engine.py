@@ -13,23 +13,24 @@ from typing import Iterator
 
 import orjson
 
-from . import rowkeys
-from .catalog import Catalog
-from .config import Blend, EngineConfig
-from .content import ContentModel
-from .context import EventScopes
-from .covisitation import CoVisitation
-from .events import Interaction
-from .exploration import SourceBandit
-from .mf import OnlineMF
-from .ranker import LearnedRanker, prior
-from .recommender import Recommender, Scored
-from .rules import NO_REQUEST, Request
-from .store import (MODEL, OPT_OUT, PSEUDONYM_KEY, RETENTION, RETENTION_CLOCK, RETENTION_INDEX, USER,
-                    PartitionStore, model_key, retention_key, retention_ts, user_key)
-from .trending import Trending
-from .user_state import UserState
-from .variants import assign
+from online_models.catalog import Catalog
+from online_models.config import Blend, EngineConfig
+from online_models.events import Interaction
+from online_models.models.content import ContentModel
+from online_models.models.context import EventScopes
+from online_models.models.covisitation import CoVisitation
+from online_models.models.exploration import SourceBandit
+from online_models.models.mf import OnlineMF
+from online_models.models.trending import Trending
+from online_models.ranking.ranker import LearnedRanker, prior
+from online_models.ranking.recommender import Recommender, Scored
+from online_models.ranking.rules import NO_REQUEST, Request
+from online_models.state import rowkeys
+from online_models.state.store import (MODEL, OPT_OUT, PSEUDONYM_KEY, RETENTION, RETENTION_CLOCK,
+                                       RETENTION_INDEX, USER, PartitionStore, model_key, retention_key,
+                                       retention_ts, user_key)
+from online_models.state.user_state import UserState
+from online_models.variants import assign
 
 MAX_CACHED_USERS = 50_000
 OPTED_OUT_ROW = b'{"opted_out":true}'  # constant, so a replay writes the same bytes

@@ -3,7 +3,7 @@ a plain JSON-able dict and as lines a person can read. `reco explain` and `GET
 /users/{user_id}/profile/` on `reco serve` both show it (streams/profile.py gathers the rows:
 from the worker's stores or from the state changelog); nothing here reads a store or a topic.
 
-What is held about a user is their state row (online_models/user_state.py; every field of it is
+What is held about a user is their state row (online_models/state/user_state.py; every field of it is
 shown, `FIELDS` says where), the opt-out marker, and their current list on `recommendations`.
 The A/B variant is not held: it is a hash of the id, shown because it shapes the list.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from .user_state import UserState
+from online_models.state.user_state import UserState
 
 # What a person did, in words (the event types of interaction.v1).
 ACTIONS = {"view": "viewed", "click": "clicked", "add_to_cart": "added to cart", "purchase": "bought",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .config import Variant
+from online_models.config import Variant
 
 
 def bucket(user_id: str) -> float:

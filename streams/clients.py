@@ -10,7 +10,7 @@ from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from .settings import Settings
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

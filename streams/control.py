@@ -7,7 +7,7 @@ import time
 
 import orjson
 
-from .decode import Rejected, decode_control
+from streams.worker.decode import Rejected, decode_control
 
 ACTIONS = {"forget": "forget_user", "opt-out": "opt_out", "opt-in": "opt_in"}  # command → action
 

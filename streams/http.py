@@ -8,7 +8,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
 
-from .metrics import Metrics
+from streams.metrics import Metrics
 
 STALL_SECONDS = 60.0  # liveness fails when the processing loop has not turned for this long
 

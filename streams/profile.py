@@ -22,15 +22,13 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from online_models.profile import profile
-from online_models.pseudonyms import Pseudonyms
-from online_models.store import OPT_OUT, PSEUDONYM_KEY, USER, PartitionStore, user_key
-from online_models.user_state import UserState
+from online_models.state.pseudonyms import Pseudonyms
+from online_models.state.store import OPT_OUT, PSEUDONYM_KEY, USER, PartitionStore, partition_stores, user_key
+from online_models.state.user_state import UserState
 from online_models.variants import assign
-
-from .changelog import ChainReader, NotAChainStart
-from .clients import consumer, partition_for
-from .settings import Settings
-from .state_dump import partition_stores
+from streams.clients import consumer, partition_for
+from streams.settings import Settings
+from streams.worker.changelog import ChainReader, NotAChainStart
 
 OTHER_ROW = b"\x01"  # stands in for every row of another user: the protocol still sees each record
 

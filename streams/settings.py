@@ -17,7 +17,7 @@ from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, Setting
                                TomlConfigSettingsSource)
 
 from online_models.config import Blend, EngineConfig, Variant
-from online_models.pseudonyms import Pseudonyms
+from online_models.state.pseudonyms import Pseudonyms
 
 
 class VariantSettings(BaseModel):

@@ -12,8 +12,8 @@ import pytest
 
 from streams.broker import EmbeddedBroker, free_port
 from streams.metrics import Metrics
-from streams.processor import Worker
 from streams.settings import Settings
+from streams.worker.processor import Worker
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"

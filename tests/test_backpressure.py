@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
-from online_models.synthetic import interactions
-from streams.clients import ensure_topics
-
 from helpers import produce, wait_until
 from test_recovery import make_settings
 from workers import progress, spawn, stop, wait_caught_up
+
+from online_models.evaluation.synthetic import interactions
+from streams.clients import ensure_topics
 
 PAD = {f"note{n}": "x" * 120 for n in range(8)}  # ~1 KB of context per event: a heavy burst
 
@@ -79,6 +79,8 @@ def test_memory_bounded_under_ten_times_burst(broker, tmp_path):
     light_growth, heavy_growth = light[1] - light[0], heavy[1] - heavy[0]
     extra_input = heavy[2] - light[2]
     assert heavy_growth < light_growth + 0.5 * extra_input, (light, heavy)
-    # An absolute ceiling for a 2000-user, 500-item worker. ~130 MB of it is numba's runtime (LLVM
-    # and the loaded kernels): at normal load 162 MB before the compiled kernels, 294 MB with them.
-    assert heavy[1] < 480, heavy
+    # A ceiling on the growth, not on the peak: the baseline differs by ~50-60 MB between machines
+    # (numba's runtime and loaded kernels are ~130 MB of it; CI measured normal peaks of 342 MB
+    # against 280 MB here), while the growth is what a buffered burst would inflate. Measured:
+    # heavy growth 121 MB here, 142 MB in CI, for ~94 MB of heavy input.
+    assert heavy_growth < 250, heavy

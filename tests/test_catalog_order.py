@@ -8,7 +8,6 @@ import sys
 import uuid
 
 import orjson
-
 from helpers import event, read_all, wait_until
 from workers import worker_env
 
@@ -36,7 +35,7 @@ def one_stack(settings_factory, worker_factory, data) -> dict[str, list[bytes]]:
                          changelog_topic=f"chg-{tag}", state_dir=data.parent / f"state-{tag}")
     w = worker_factory(s)
     wait_until(lambda: w.value("reco_assigned_partitions") >= 2, what="partition assignment")
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "produce", str(data)], env=worker_env(s),
+    done = subprocess.run([sys.executable, "-m", "streams.cli.main", "produce", str(data)], env=worker_env(s),
                           capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     wait_until(lambda: w.value("reco_events_consumed_total", outcome="applied") == 5, what="events applied")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.changelog import (ChainReader, Diverged, NotAChainStart, claim_record, commit_record, fence_record,
-                               row_headers, snapshot_record)
+from streams.worker.changelog import (ChainReader, Diverged, NotAChainStart, claim_record, commit_record,
+                                      fence_record, row_headers, snapshot_record)
 
 
 class Log:

@@ -10,13 +10,12 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
+from helpers import http, read_all, wait_until
 
 from streams.broker import free_port
 from streams.schemas import load_schema
 
-from helpers import http, read_all, wait_until
-
-RECO = [sys.executable, "-m", "streams.cli"]
+RECO = [sys.executable, "-m", "streams.cli.main"]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -193,7 +192,7 @@ def test_variant_blends_come_only_from_the_settings(tmp_path, monkeypatch):
 
 
 def test_settings_flags_work_before_and_after_the_command(tmp_path):
-    from streams.cli import _hoist_global_options, cli
+    from streams.cli.main import _hoist_global_options, cli
 
     assert _hoist_global_options(cli, ["state", "dump", "--state-dir", "X", "--models"]) == \
         ["--state-dir", "X", "state", "dump", "--models"]

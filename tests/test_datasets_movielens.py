@@ -10,17 +10,12 @@ from click.testing import CliRunner
 from helpers import read_all
 from test_cli import RECO, env_for
 
-from online_models import synthetic
-from online_models.datasets import (
-    detect_format,
-    load_events,
-    read_movielens,
-    split_items,
-)
-from online_models.evaluation import evaluate
+from online_models.evaluation.datasets import detect_format, load_events, read_movielens, split_items
+from online_models.evaluation import synthetic
+from online_models.evaluation.prequential import evaluate
+from streams.cli.produce import check_records
 from streams.clients import partition_for
-from streams.decode import Rejected, decode_interaction
-from streams.produce import check_records
+from streams.worker.decode import Rejected, decode_interaction
 
 MOVIES_CSV = """movieId,title,genres
 1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy
@@ -151,7 +146,7 @@ def test_produce_movielens_sends_the_catalogue_then_the_events(settings_factory,
 
 
 def test_evaluate_movielens_scores_what_follows_the_cut(latest):
-    from streams.cli import cli
+    from streams.cli.main import cli
 
     def run(*args):
         result = CliRunner().invoke(cli, ["evaluate", "--format", "movielens", str(latest), "--jobs", "1",

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import orjson
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from online_models.events import EVENT_TYPES, Interaction
-from streams.decode import Rejected, decode_interaction
+from streams.worker.decode import Rejected, decode_interaction
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -80,7 +81,7 @@ def test_valid_event_decodes_with_derived_event_id():
 
 
 def test_a_ts_in_seconds_is_named_in_the_rejection_reason():
-    from streams.decode import interaction_problem
+    from streams.worker.decode import interaction_problem
 
     seconds = {"user_id": "u1", "item_id": "i", "type": "view", "ts": 1_700_000_000}
     rejected = decode_interaction(b"u1", orjson.dumps(seconds), "interactions", 0, 1)

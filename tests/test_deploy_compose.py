@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import tomllib
 from pathlib import Path
 
 import jsonschema
 import pytest
+import tomllib
+from deploy_support import COMPOSE, DOCKERFILE, ROOT, image_is_pinned, load_yaml, settings_env_names, settings_from_env
 
-from deploy_support import (COMPOSE, DOCKERFILE, ROOT, image_is_pinned, load_yaml, settings_env_names,
-                            settings_from_env)
 from streams.clients import topic_specs
 
 SCHEMA = Path(__file__).parent / "data" / "compose-spec" / "compose-spec.json"
@@ -179,11 +178,11 @@ def _dockerfile_instruction(name: str) -> list[str]:
 
 
 def test_dockerfile_runs_the_console_script():
-    from streams.cli import cli
+    from streams.cli.main import cli
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     entrypoint, cmd = _dockerfile_instruction("ENTRYPOINT"), _dockerfile_instruction("CMD")
-    assert entrypoint[0] in scripts and scripts[entrypoint[0]] == "streams.cli:main"
+    assert entrypoint[0] in scripts and scripts[entrypoint[0]] == "streams.cli.main:main"
     assert cmd == ["run"] and "run" in cli.commands
 
 
@@ -215,7 +214,7 @@ def test_dockerfile_defaults_match_compose(workers):
 
 
 def test_serve_service_runs_the_serving_app_as_configured(compose):
-    from streams.cli import cli
+    from streams.cli.main import cli
 
     svc = compose["services"]["serve"]
     assert svc["command"] == ["serve"] and "serve" in cli.commands

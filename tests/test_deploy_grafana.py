@@ -6,7 +6,6 @@ import importlib.util
 from urllib.parse import urlparse
 
 import pytest
-
 from deploy_support import (COMPOSE, DASHBOARD, DEPLOY, GRAFANA_PROVISIONING, catalogue_families, dashboard,
                             dashboard_targets, grafana_expr_to_promql, load_yaml, template_selectors,
                             unknown_references)

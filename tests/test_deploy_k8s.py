@@ -6,7 +6,6 @@ import copy
 
 import kubernetes_validate
 import pytest
-
 from deploy_support import K8S, image_is_pinned, load_yaml_all, settings_env_names, settings_from_env
 
 VERSION = kubernetes_validate.latest_version()

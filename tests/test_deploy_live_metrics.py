@@ -3,11 +3,10 @@ over HTTP, and its /metrics exposes every series the dashboard and the alert rul
 from __future__ import annotations
 
 import pytest
+from deploy_support import alert_rules, dashboard_targets, grafana_expr_to_promql, promql_references, recording_rules
+from helpers import event, http, latest_by_key, produce, read_all, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy_support import (alert_rules, dashboard_targets, grafana_expr_to_promql, promql_references,
-                            recording_rules)
-from helpers import event, http, latest_by_key, produce, read_all, wait_until
 from streams.http import serve
 
 # Series that only appear after rare events a short test cannot provoke honestly.

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from deploy_support import (ALERTS, ALERTS_TEST, COMPOSE, ENGINE_JOB, PROMETHEUS_CONFIG, alert_rules,
                             load_yaml, promtool, recording_rules, unknown_references)
 

@@ -7,9 +7,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from online_models import synthetic
-from online_models.datasets import load_events
-from online_models.evaluation import Report, evaluate, prequential, split_by_user
+from online_models.evaluation.datasets import load_events
+from online_models.evaluation import synthetic
+from online_models.evaluation.prequential import Report, evaluate, prequential, split_by_user
 from streams.clients import partition_for
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
@@ -113,7 +113,7 @@ def test_skips_are_learned_but_never_targets():
 
 @needs_data
 def test_cli_json_shape_and_otto():
-    from streams.evaluate_cli import evaluate as command
+    from streams.cli.evaluate import evaluate as command
     result = CliRunner().invoke(command, [str(OTTO), "--json", "--k", "10", "--k", "20"])
     assert result.exit_code == 0, result.output
     report = orjson.loads(result.output)
@@ -134,7 +134,7 @@ def test_cli_json_shape_and_otto():
 
 @needs_data
 def test_cli_evaluates_the_configured_engine_with_a_row_per_variant(tmp_path):
-    from streams.cli import cli
+    from streams.cli.main import cli
     config = tmp_path / "reco.toml"
     # a learned variant beside a fixed blend without the session's items (learned = false: with the
     # ranker on, a variant's weights would only be where the shared learned weights start)
@@ -157,7 +157,7 @@ def test_cli_evaluates_the_configured_engine_with_a_row_per_variant(tmp_path):
 
 
 def test_cli_names_the_bad_line_and_the_unknown_type(tmp_path):
-    from streams.evaluate_cli import evaluate as command
+    from streams.cli.evaluate import evaluate as command
     good = orjson.dumps({"event_id": "e1", "user_id": "u", "item_id": "i", "type": "click", "ts": 1_700_000_000_000})
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(good + b"\nnot json\n")
@@ -171,7 +171,7 @@ def test_cli_names_the_bad_line_and_the_unknown_type(tmp_path):
 
 @needs_data
 def test_bench_evaluate_puts_the_engine_beside_its_per_event_path():
-    from streams.cli import cli
+    from streams.cli.main import cli
     result = CliRunner().invoke(cli, ["bench-evaluate", str(YOOCHOOSE), "--limit", "1500", "--rounds", "1", "--json"])
     assert result.exit_code == 0, result.output
     report = orjson.loads(result.output)
@@ -183,7 +183,7 @@ def test_bench_evaluate_puts_the_engine_beside_its_per_event_path():
 
 
 def test_cli_file_problems_are_named_not_traced(tmp_path):
-    from streams.cli import cli
+    from streams.cli.main import cli
     good = {"user_id": "u", "item_id": "i", "type": "click", "ts": 1_700_000_000_000}
     cases = {
         "mixed.jsonl": (b"\n" + orjson.dumps(good) + b"\n" + orjson.dumps({**good, "ts": "1700000000001"}) + b"\n",
@@ -202,7 +202,7 @@ def test_cli_file_problems_are_named_not_traced(tmp_path):
 
 
 def test_cli_leaves_out_what_the_worker_would_dead_letter_and_shows_every_cutoff(tmp_path):
-    from streams.cli import cli
+    from streams.cli.main import cli
     events = [{"user_id": 42, "item_id": "i", "type": "click", "ts": 1_700_000_000_000}]
     events += [{"user_id": "u", "item_id": item, "type": "click", "ts": 1_700_000_000_001 + n}
                for n, item in enumerate("abab")]

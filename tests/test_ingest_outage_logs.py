@@ -11,12 +11,12 @@ import subprocess
 import sys
 import time
 
-from streams.broker import EmbeddedBroker, free_port
-from streams.clients import _FirstOfEachMessage
-
 from helpers import http, wait_until
 from test_recovery import make_settings
 from workers import worker_env
+
+from streams.broker import EmbeddedBroker, free_port
+from streams.clients import _FirstOfEachMessage
 
 OUTAGE_S = 8  # the worker used to print about 20 identical lines a second
 
@@ -26,7 +26,7 @@ def test_an_outage_logs_each_message_once_not_per_retry(tmp_path):
     broker = EmbeddedBroker(port).start()
     s = make_settings(broker, tmp_path)
     log = tmp_path / "worker.log"
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "run"],
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli.main", "run"],
                             env={**worker_env(s), "RECO_METRICS_PORT": str(metrics_port)},
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     try:

@@ -10,11 +10,10 @@ import time
 import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
+from helpers import latest_by_key, read_all, wait_until
 
 from streams.clients import admin
-from streams.record_time import LOG_APPEND_TIME, timestamp_type
-
-from helpers import latest_by_key, read_all, wait_until
+from streams.worker.record_time import LOG_APPEND_TIME, timestamp_type
 
 Y2099 = 4_070_908_800_000
 
@@ -34,7 +33,7 @@ def send(s, events: list[tuple[dict, int | None]]) -> None:
 
 def test_an_event_whose_record_is_dated_2099_too_is_refused(settings_factory, worker_factory, caplog):
     s = settings_factory(partitions=1)
-    caplog.set_level(logging.WARNING, logger="streams.record_time")
+    caplog.set_level(logging.WARNING, logger="streams.worker.record_time")
     w = worker_factory(s)
     wait_until(lambda: w.value("reco_assigned_partitions") >= 1, what="partition assignment")
     assert timestamp_type(s) == LOG_APPEND_TIME, "interactions is created with broker-stamped times"
@@ -59,11 +58,11 @@ def test_a_topic_with_producer_timestamps_is_warned_about_once_at_start(settings
     s = settings_factory(partitions=1)
     client = admin(s)  # kept alive until the topic exists
     client.create_topics([NewTopic(s.interactions_topic, 1, 1)])[s.interactions_topic].result(10)  # as before
-    caplog.set_level(logging.WARNING, logger="streams.record_time")
+    caplog.set_level(logging.WARNING, logger="streams.worker.record_time")
     w = worker_factory(s)
     wait_until(lambda: w.value("reco_assigned_partitions") >= 1, what="partition assignment")
     t = int(time.time() * 1000)
     send(s, [(click(f"u{n}", "a", t + n), None) for n in range(20)])
     wait_until(lambda: w.value("reco_events_consumed_total", outcome="applied") == 20, what="events applied")
-    warned = [r.getMessage() for r in caplog.records if r.name == "streams.record_time"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "streams.worker.record_time"]
     assert len(warned) == 1 and "message.timestamp.type=CreateTime" in warned[0], warned

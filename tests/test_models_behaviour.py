@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from online_models.catalog import Catalog
 from online_models.config import Blend, EngineConfig, Variant
-from online_models.content import ContentModel
-from online_models.context import daypart, hour_of_day
-from online_models.covisitation import CoVisitation
 from online_models.engine import Engine
 from online_models.events import Interaction
-from online_models.mf import OnlineMF
-from online_models.rules import Request, category_diversity, mmr
-from online_models.store import PartitionStore
-from online_models.trending import Trending
-from online_models.user_state import UserState
+from online_models.models.content import ContentModel
+from online_models.models.context import daypart, hour_of_day
+from online_models.models.covisitation import CoVisitation
+from online_models.models.mf import OnlineMF
+from online_models.models.trending import Trending
+from online_models.ranking.rules import Request, category_diversity, mmr
+from online_models.state.store import PartitionStore
+from online_models.state.user_state import UserState
 
 T0 = 1_700_000_000_000
 _n = iter(range(10**9))

@@ -7,14 +7,14 @@ import pytest
 
 from online_models.catalog import Catalog
 from online_models.config import EngineConfig
-from online_models.context import EventScopes
-from online_models.covisitation import CoVisitation
 from online_models.engine import Engine
 from online_models.events import Interaction
-from online_models.mf import OnlineMF
-from online_models.store import MODEL, PartitionStore
-from online_models.trending import GLOBAL, Trending
-from online_models.user_state import UserState
+from online_models.models.context import EventScopes
+from online_models.models.covisitation import CoVisitation
+from online_models.models.mf import OnlineMF
+from online_models.models.trending import GLOBAL, Trending
+from online_models.state.store import MODEL, PartitionStore
+from online_models.state.user_state import UserState
 
 N = 50_000
 CAP = 1_000

@@ -8,17 +8,17 @@ import numpy as np
 import orjson
 import pytest
 
-from online_models import synthetic
 from online_models.catalog import Catalog
-from online_models.content import ContentModel
-from online_models.context import EventScopes
-from online_models.covisitation import CoVisitation
+from online_models.evaluation import synthetic
 from online_models.events import Interaction
-from online_models.exploration import SourceBandit
-from online_models.mf import OnlineMF
-from online_models.topn import GrowingTopN
-from online_models.trending import Trending
-from online_models.user_state import UserState
+from online_models.models.content import ContentModel
+from online_models.models.context import EventScopes
+from online_models.models.covisitation import CoVisitation
+from online_models.models.exploration import SourceBandit
+from online_models.models.mf import OnlineMF
+from online_models.models.topn import GrowingTopN
+from online_models.models.trending import Trending
+from online_models.state.user_state import UserState
 
 
 def make_catalog() -> Catalog:

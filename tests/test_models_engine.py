@@ -9,12 +9,12 @@ import jsonschema
 import orjson
 import pytest
 
-from online_models import synthetic
 from online_models.catalog import Catalog
 from online_models.config import Blend, EngineConfig, Variant
 from online_models.engine import Engine
+from online_models.evaluation import synthetic
 from online_models.events import Interaction
-from online_models.store import USER, PartitionStore
+from online_models.state.store import USER, PartitionStore
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "recommendation.v1.json").read_text())
 CONFIG = EngineConfig(variants=(Variant("a", 1.0, Blend(explore=0.3, diversity=0.3)),
@@ -122,12 +122,12 @@ def test_exploration_weight_controls_explored_slots(tmp_path, explore):
 
 SCRIPT = """
 import hashlib, sys, tempfile, orjson
-from online_models import synthetic
+from online_models.evaluation import synthetic
 from online_models.catalog import Catalog
 from online_models.config import Blend, EngineConfig, Variant
 from online_models.engine import Engine
 from online_models.events import Interaction
-from online_models.store import PartitionStore
+from online_models.state.store import PartitionStore
 cat = Catalog()
 for r in synthetic.catalogue():
     cat.upsert(r)

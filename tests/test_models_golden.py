@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from online_models.baselines import EngineSubject
-from online_models.datasets import load_events
+from online_models.evaluation.baselines import EngineSubject
+from online_models.evaluation.datasets import load_events
 from online_models.events import Interaction
 
 YOOCHOOSE = Path(__file__).resolve().parents[2] / "shared" / "data" / "yoochoose-sample" / "clicks.tsv"

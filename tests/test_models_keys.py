@@ -7,13 +7,13 @@ import numpy as np
 import orjson
 import pytest
 
-from online_models import synthetic
 from online_models.catalog import Catalog
 from online_models.engine import Engine
+from online_models.evaluation import synthetic
 from online_models.events import Interaction
-from online_models.store import MODEL, PartitionStore
-from streams.decode import Rejected, decode_interaction
+from online_models.state.store import MODEL, PartitionStore
 from streams.schemas import validator
+from streams.worker.decode import Rejected, decode_interaction
 
 ODD_DEVICE = "a\x1fb"          # format 1 split trending keys at the first U+001F
 ODD_CATEGORY = "x\x1fy"

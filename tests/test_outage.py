@@ -9,14 +9,13 @@ import subprocess
 import sys
 
 import orjson
-
-from streams.broker import EmbeddedBroker, free_port
-from streams.state_dump import dump_state
-from streams.clients import ensure_topics
-
 from helpers import event, http, latest_by_key, produce, read_all, wait_until
 from test_recovery import make_settings
 from workers import worker_env
+
+from streams.broker import EmbeddedBroker, free_port
+from streams.cli.state_dump import dump_state
+from streams.clients import ensure_topics
 
 
 def test_broker_outage_worker_survives_and_resumes(tmp_path):
@@ -26,7 +25,7 @@ def test_broker_outage_worker_survives_and_resumes(tmp_path):
     ensure_topics(s)
     env = {**worker_env(s), "RECO_METRICS_PORT": str(metrics_port), "RECO_DELIVERY_TIMEOUT_S": "5"}
     log = tmp_path / "worker.log"
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "run"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli.main", "run"], env=env,
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{metrics_port}"
     try:

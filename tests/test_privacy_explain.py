@@ -8,21 +8,20 @@ import sys
 
 import orjson
 from confluent_kafka import TopicPartition
+from helpers import event, latest_by_key, produce, read_all, wait_until
 from pydantic import SecretStr
+from test_privacy_opt_out import list_after, marker, send
+from test_serve_edges import request, spawn_serve, wait_serving
+from workers import spawn, stop, wait_caught_up, worker_env
 
 from online_models.profile import FIELDS, state_profile
-from online_models.pseudonyms import Pseudonyms
-from online_models.user_state import UserState
+from online_models.state.pseudonyms import Pseudonyms
+from online_models.state.user_state import UserState
 from online_models.variants import assign
 from streams.broker import free_port
 from streams.clients import consumer, ensure_topics
 from streams.profile import from_changelog
 from streams.settings import Settings
-
-from helpers import event, latest_by_key, produce, read_all, wait_until
-from test_privacy_opt_out import list_after, marker, send
-from test_serve_edges import request, spawn_serve, wait_serving
-from workers import spawn, stop, wait_caught_up, worker_env
 
 KEY = "explain-test-pseudonym-key-4b2f"
 TOKEN = "pr0file-t0ken"
@@ -34,7 +33,7 @@ ALICE = [("i1", "view"), ("i2", "view"), ("i2", "add_to_cart"), ("i2", "purchase
 
 def explain(s, *args: str, key: str | None = KEY) -> subprocess.CompletedProcess:
     env = {**worker_env(s), "RECO_VARIANTS": VARIANTS, **({"RECO_PSEUDONYMIZE_KEY": key} if key else {})}
-    return subprocess.run([sys.executable, "-m", "streams.cli", "explain", *args], check=False, env=env,
+    return subprocess.run([sys.executable, "-m", "streams.cli.main", "explain", *args], check=False, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -83,7 +82,7 @@ def test_explain_and_the_profile_endpoint_show_what_was_produced(settings_factor
         assert prof["last_list_shown"] == [i["item_id"] for i in published["items"]]
         assert prof["recent_event_ids"] == [e["event_id"] for e in alice]
         # ... and equal to the stored row (`reco state dump`, keyed by the pseudonym).
-        dump = subprocess.run([sys.executable, "-m", "streams.cli", "state", "dump"], check=True, capture_output=True,
+        dump = subprocess.run([sys.executable, "-m", "streams.cli.main", "state", "dump"], check=True, capture_output=True,
                               env={**worker_env(s), "RECO_PSEUDONYMIZE_KEY": KEY}, timeout=60).stdout
         row = orjson.loads(dump)["users"][pseudonym]
         assert prof["taste_vector"] == row["factors"] and len(row["factors"]) == 16

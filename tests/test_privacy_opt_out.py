@@ -8,25 +8,24 @@ import sys
 import jsonschema
 import orjson
 from confluent_kafka import Producer
+from helpers import event, http, latest_by_key, read_all, wait_until
+from test_recovery_changelog import make_settings
+from workers import spawn, stop, wait_caught_up, worker_env
 
 from online_models.catalog import Catalog
 from online_models.config import EngineConfig
 from online_models.engine import Engine
+from online_models.evaluation.synthetic import interactions
 from online_models.events import Interaction
-from online_models.recommender import NOT_PERSONALISED
-from online_models.store import OPT_OUT, USER, PartitionStore, user_key
-from online_models.synthetic import interactions
+from online_models.ranking.recommender import NOT_PERSONALISED
+from online_models.state.store import OPT_OUT, USER, PartitionStore, partition_stores, user_key
 from streams.broker import free_port
+from streams.cli.state_dump import dump_state
 from streams.clients import ensure_topics
 from streams.control import control_request
-from streams.decode import CONTROL_HEADER, Rejected, UserControl, decode_control
 from streams.schemas import load_schema
-from streams.serve import forget_request
-from streams.state_dump import dump_state, partition_stores
-
-from helpers import event, http, latest_by_key, read_all, wait_until
-from test_recovery_changelog import make_settings
-from workers import spawn, stop, wait_caught_up, worker_env
+from streams.serve.app import forget_request
+from streams.worker.decode import CONTROL_HEADER, Rejected, UserControl, decode_control
 
 REC_SCHEMA = load_schema("recommendation")
 T = 1_700_000_000_000
@@ -155,7 +154,7 @@ def test_a_marker_must_name_its_request_s_action_and_forget_user_v1_values_still
 def test_reco_opt_out_writes_a_control_request_and_refuses_a_bad_id(broker, tmp_path):
     s = make_settings(broker, tmp_path)
     env = worker_env(s)
-    run = [sys.executable, "-m", "streams.cli"]
+    run = [sys.executable, "-m", "streams.cli.main"]
     done = subprocess.run(run + ["opt-out", "alice"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     done = subprocess.run(run + ["opt-in", "alice"], env=env, capture_output=True, text=True, timeout=60)

@@ -10,22 +10,20 @@ import time
 
 import orjson
 import pytest
+from helpers import latest_by_key, produce, read_all, wait_until
+from test_recovery_changelog import make_settings, records
+from workers import positions, spawn, stop, wait_caught_up, worker_env
 
 from online_models.catalog import Catalog
 from online_models.config import EngineConfig
 from online_models.engine import Engine, StateFormatError
 from online_models.events import Interaction
-from online_models.pseudonyms import Pseudonyms
-from online_models.store import PartitionStore
+from online_models.state.pseudonyms import Pseudonyms
+from online_models.state.store import PartitionStore, partition_stores
 from streams import clients
 from streams.clients import ensure_topics
-from streams.decode import CONTROL_HEADER, FORGET_USER
-from streams.serve import forget_request
-from streams.state_dump import partition_stores
-
-from helpers import latest_by_key, produce, read_all, wait_until
-from test_recovery_changelog import make_settings, records
-from workers import positions, spawn, stop, wait_caught_up, worker_env
+from streams.serve.app import forget_request
+from streams.worker.decode import CONTROL_HEADER, FORGET_USER
 
 KEY = "test-pseudonymisation-key-7c1e93a0"
 USERS = [f"person-{n:02d}-e5b0" for n in range(12)]
@@ -52,7 +50,7 @@ def forget(s, user: str) -> int:
 
 def _state_dump(s, models: bool = True) -> bytes:
     args = ["state", "dump"] + (["--models"] if models else [])
-    out = subprocess.run([sys.executable, "-m", "streams.cli", *args], env={**worker_env(s), "RECO_PSEUDONYMIZE_KEY": KEY},
+    out = subprocess.run([sys.executable, "-m", "streams.cli.main", *args], env={**worker_env(s), "RECO_PSEUDONYMIZE_KEY": KEY},
                          capture_output=True, timeout=60, check=True)
     return out.stdout
 

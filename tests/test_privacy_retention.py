@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import orjson
 import pytest
-
-from online_models.pseudonyms import Pseudonyms
-from online_models.synthetic import interactions
-from streams.clients import ensure_topics
-from streams.state_dump import dump_state
-
 from helpers import latest_by_key, produce, read_all, wait_until
 from test_recovery_changelog import make_settings, records
 from workers import spawn, stop, wait_caught_up
+
+from online_models.evaluation.synthetic import interactions
+from online_models.state.pseudonyms import Pseudonyms
+from streams.cli.state_dump import dump_state
+from streams.clients import ensure_topics
 
 KEY = "test-retention-key-5d02b9e14c"
 ENV = {"RECO_USER_TTL_DAYS": "1", "RECO_PSEUDONYMIZE_KEY": KEY}

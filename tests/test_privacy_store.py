@@ -6,16 +6,15 @@ import time
 from pathlib import Path
 
 import orjson
-
-from streams import clients
-from streams.clients import ensure_topics
-from streams.decode import CONTROL_HEADER, FORGET_USER
-from streams.serve import forget_request
-from streams.state_dump import partition_stores
-
 from helpers import event, produce, wait_until
 from test_recovery_changelog import make_settings, records
 from workers import positions, spawn, stop, wait_caught_up
+
+from online_models.state.store import partition_stores
+from streams import clients
+from streams.clients import ensure_topics
+from streams.serve.app import forget_request
+from streams.worker.decode import CONTROL_HEADER, FORGET_USER
 
 USER = "alice-0c1d9e-unique"
 

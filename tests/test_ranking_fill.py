@@ -8,8 +8,8 @@ from online_models.catalog import Catalog
 from online_models.config import EngineConfig
 from online_models.engine import Engine
 from online_models.events import Interaction
-from online_models.rules import Request
-from online_models.store import PartitionStore
+from online_models.ranking.rules import Request
+from online_models.state.store import PartitionStore
 from streams.clients import partition_for
 
 T0 = 1_700_000_000_000
@@ -24,7 +24,7 @@ USERS = {  # the README walk-through's small shop: 12 items, 5 users
 
 
 def shop(tmp_path, k: int) -> dict[str, dict]:
-    catalog = Catalog()  # shared by every partition of a worker, as in streams/processor.py
+    catalog = Catalog()  # shared by every partition of a worker, as in streams/worker/processor.py
     for r in ITEMS:
         catalog.upsert(r)
     config = EngineConfig(k=k)
@@ -86,7 +86,7 @@ def test_worker_on_four_partitions_publishes_full_lists(settings_factory, worker
                            for n, (u, evs) in enumerate(USERS.items()) for item, kind in evs]
     data = tmp_path / "shop.jsonl"
     data.write_bytes(b"\n".join(orjson.dumps(r) for r in lines) + b"\n")
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "produce", str(data)], env=worker_env(s),
+    done = subprocess.run([sys.executable, "-m", "streams.cli.main", "produce", str(data)], env=worker_env(s),
                           capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     n_events = sum(len(evs) for evs in USERS.values())

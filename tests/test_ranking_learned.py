@@ -1,4 +1,4 @@
-"""The learned ranker (online_models/ranker.py, decision 0016): it learns from the traffic which
+"""The learned ranker (online_models/ranking/ranker.py, decision 0016): it learns from the traffic which
 signals matter — on ratings, where nobody consumes an item twice, it stops recommending what the
 user already has; in a shop, returning to the session's items keeps its weight — and the fixed
 blend stays available as an A/B variant that ranks exactly as it would alone."""
@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import random
 
-from online_models import synthetic
-from online_models.baselines import EngineSubject
 from online_models.catalog import Catalog
 from online_models.config import Blend, EngineConfig, Variant
 from online_models.engine import Engine
-from online_models.evaluation import prequential
+from online_models.evaluation.baselines import EngineSubject
+from online_models.evaluation import synthetic
+from online_models.evaluation.prequential import prequential
 from online_models.events import Interaction
-from online_models.ranker import FEATURES
-from online_models.store import PartitionStore
+from online_models.ranking.ranker import FEATURES
+from online_models.state.store import PartitionStore
 
 FIXED = EngineConfig(variants=(Variant("fixed", 1.0, Blend(learned=False)),))
 LEARNED = EngineConfig()

@@ -9,7 +9,7 @@ from online_models.catalog import NEW_WINDOW_MS, Catalog
 from online_models.config import Blend, EngineConfig, Variant
 from online_models.engine import Engine
 from online_models.events import Interaction
-from online_models.store import PartitionStore
+from online_models.state.store import PartitionStore
 
 T0 = 1_700_000_000_000
 _n = iter(range(10**9))

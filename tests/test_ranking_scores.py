@@ -13,10 +13,10 @@ import pytest
 
 from online_models.catalog import Catalog
 from online_models.config import EngineConfig
-from online_models.datasets import load_events
 from online_models.engine import Engine
+from online_models.evaluation.datasets import load_events
 from online_models.events import Interaction
-from online_models.store import PartitionStore
+from online_models.state.store import PartitionStore
 
 YOOCHOOSE = Path(__file__).parents[2] / "shared" / "data" / "yoochoose-sample" / "clicks.tsv"
 needs_data = pytest.mark.skipif(not YOOCHOOSE.exists(), reason="shared data not mounted")

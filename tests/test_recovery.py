@@ -12,14 +12,13 @@ import uuid
 
 import orjson
 import pytest
-
-from online_models.synthetic import interactions
-from streams.clients import ensure_topics
-from streams.settings import Settings
-from streams.state_dump import dump_state
-
 from helpers import latest_by_key, produce, read_all, wait_until
 from workers import kill9, progress, spawn, stop, wait_caught_up
+
+from online_models.evaluation.synthetic import interactions
+from streams.cli.state_dump import dump_state
+from streams.clients import ensure_topics
+from streams.settings import Settings
 
 N_EVENTS = 100_000
 PARTITIONS = 4

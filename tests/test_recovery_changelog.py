@@ -9,17 +9,16 @@ import time
 
 import orjson
 import pytest
-from confluent_kafka import Producer
-
-from online_models.synthetic import interactions
-from streams.changelog import COMMIT
-from streams.clients import admin, ensure_topics
-from streams.settings import Settings
-from streams.state_dump import dump_state
-
 import test_recovery as recovery
+from confluent_kafka import Producer
 from helpers import event, latest_by_key, produce, read_all, wait_until
 from workers import spawn, stop, wait_caught_up
+
+from online_models.evaluation.synthetic import interactions
+from streams.cli.state_dump import dump_state
+from streams.clients import admin, ensure_topics
+from streams.settings import Settings
+from streams.worker.changelog import COMMIT
 
 N_EVENTS = 20_000
 PARTITIONS = 2

@@ -8,14 +8,13 @@ import subprocess
 
 import orjson
 from confluent_kafka.admin import ConfigResource
-
-from online_models.store import user_key
-from streams.broker import free_port
-from streams.clients import admin, ensure_topics
-from streams.state_dump import dump_state
-
 from helpers import event, http, latest_by_key, produce, read_all, wait_until
 from workers import spawn, stop, wait_caught_up
+
+from online_models.state.store import user_key
+from streams.broker import free_port
+from streams.cli.state_dump import dump_state
+from streams.clients import admin, ensure_topics
 
 
 def spawn_serve(s, port: int, log) -> subprocess.Popen:
@@ -98,7 +97,8 @@ def test_kafka_security_settings_reach_the_faust_app():
     """The serve app connects with the same RECO_* security settings as the workers: what
     aiokafka is handed for each protocol."""
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-    from streams.serve import _broker_credentials
+
+    from streams.serve.app import _broker_credentials
     from streams.settings import Settings
 
     def auth(**kw):

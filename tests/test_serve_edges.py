@@ -12,12 +12,11 @@ from pathlib import Path
 
 import orjson
 from confluent_kafka.admin import NewTopic
+from helpers import produce, read_all, wait_until
+from workers import spawn, stop
 
 from streams.broker import EmbeddedBroker, free_port
 from streams.clients import admin, ensure_topics
-
-from helpers import produce, read_all, wait_until
-from workers import spawn, stop
 
 
 def spawn_serve(s, port: int, log: Path, **env) -> subprocess.Popen:
@@ -175,7 +174,7 @@ def test_invalid_ids_token_and_rate(settings_factory, tmp_path):
 def test_not_ready_while_an_agent_is_down():
     """What /readyz reports (the agents call failed/handled): a crashed agent that faust restarted
     at once is still down until it handles a record."""
-    from streams.serve_health import ServeHealth
+    from streams.serve.health import ServeHealth
 
     health = ServeHealth()
     assert health.not_ready() == "starting"

@@ -6,10 +6,9 @@ import time
 
 import jsonschema
 import orjson
+from helpers import event, latest_by_key, produce, read_all, wait_until
 
 from streams.schemas import load_schema
-
-from helpers import event, latest_by_key, produce, read_all, wait_until
 
 REC_SCHEMA = load_schema("recommendation")
 
@@ -171,7 +170,7 @@ def test_an_engine_failure_dead_letters_the_event_and_the_worker_keeps_going(
     The event goes to the DLQ as engine_error, the list is skipped and counted, and every other
     event is learned and published."""
     from online_models.engine import Engine
-    from online_models.recommender import Recommender
+    from online_models.ranking.recommender import Recommender
 
     learn, rank = Engine.learn, Recommender.rank
 
@@ -209,7 +208,7 @@ def test_an_unexpected_error_stops_the_worker_without_a_checkpoint(settings_fact
     """Found by a new user: after an error mid-batch the worker used to checkpoint on its way
     out — half a batch of state with the positions of all of it — so the rest was skipped for
     good. Now it stops without a checkpoint and the next start replays the batch."""
-    from streams.quality import CoverageWindow
+    from streams.worker.quality import CoverageWindow
 
     seen = CoverageWindow.seen
 
@@ -235,7 +234,7 @@ def test_an_unexpected_error_stops_the_worker_without_a_checkpoint(settings_fact
                       and len(v) == len(events) and v, what="a list for every user")
     assert set(view) == {e["user_id"] for e in events}
     again.stop()
-    from streams.state_dump import dump_state
+    from streams.cli.state_dump import dump_state
     state = orjson.loads(dump_state(s.state_dir, s.interactions_topic))
     assert set(state["users"]) == {e["user_id"] for e in events}
     assert sum(p for p in state["positions"].values() if p) == len(events)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 
 import orjson
-
 from helpers import event, produce, read_all, wait_until
 from test_cli import RECO, env_for
 

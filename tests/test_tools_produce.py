@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 
 import orjson
-
 from helpers import read_all
 from test_cli import RECO, env_for
 
@@ -57,7 +56,7 @@ WITH_ID = {"event_id": "mine-1", "user_id": "u0", "item_id": "hat-1", "type": "v
 def test_ids_derived_from_content_fit_the_schema_and_leave_given_ids_and_catalogue_alone():
     import jsonschema
 
-    from streams.produce import with_event_ids
+    from streams.cli.produce import with_event_ids
     from streams.schemas import load_schema
 
     records = [(f"line {n}", r) for n, r in enumerate([GOOD[0], *NO_IDS, WITH_ID, {**WITH_ID, "event_id": None}], 1)]
@@ -125,7 +124,7 @@ def test_the_progress_label_counts_events_and_catalogue_records_apart(settings_f
 def test_evaluate_names_each_bad_line_as_produce_does(tmp_path):
     from click.testing import CliRunner
 
-    from streams.cli import cli
+    from streams.cli.main import cli
 
     path = write(tmp_path / "bad.jsonl", GOOD[:20] + BAD + GOOD[20:])
     result = CliRunner().invoke(cli, ["evaluate", str(path), "--baseline", "covisit", "--jobs", "1"])

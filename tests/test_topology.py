@@ -6,12 +6,11 @@ import subprocess
 import sys
 
 from confluent_kafka.admin import NewTopic
-
-from online_models.store import PartitionStore, user_key
-from streams.clients import admin, ensure_topics, partition_for, producer
-
 from helpers import read_all
 from workers import worker_env
+
+from online_models.state.store import PartitionStore, user_key
+from streams.clients import admin, ensure_topics, partition_for, producer
 
 
 def test_partition_for_is_where_the_producer_puts_a_user(settings_factory):
@@ -46,7 +45,7 @@ def test_changelog_with_too_few_partitions_stops_the_worker_with_a_fix(settings_
     for f in client.create_topics([NewTopic(bad.changelog_topic, num_partitions=2, replication_factor=1,
                                             config={"cleanup.policy": "compact"})]).values():
         f.result()
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "run"], env=worker_env(bad),
+    proc = subprocess.run([sys.executable, "-m", "streams.cli.main", "run"], env=worker_env(bad),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "has 2 partitions" in proc.stderr and "with 3 partitions" in proc.stderr, proc.stderr[-2000:]

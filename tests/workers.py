@@ -1,4 +1,4 @@
-"""Engine workers as real processes (`python -m streams.cli run`), for crash and rebalance tests."""
+"""Engine workers as real processes (`python -m streams.cli.main run`), for crash and rebalance tests."""
 from __future__ import annotations
 
 import os
@@ -8,9 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from online_models.store import PartitionStore
+from online_models.state.store import PartitionStore, partition_stores
 from streams.settings import Settings
-from streams.state_dump import partition_stores
 
 
 def worker_env(s: Settings, state_dir: Path | None = None) -> dict:
@@ -28,7 +27,7 @@ def spawn(s: Settings, state_dir: Path | None = None, log: Path | None = None, c
           env: dict | None = None) -> subprocess.Popen:
     """`reco COMMAND` (a worker by default) as a real process configured like `s`."""
     out = open(log, "ab") if log else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", command],
+    return subprocess.Popen([sys.executable, "-m", "streams.cli.main", command],
                             env={**worker_env(s, state_dir), **(env or {})}, stdout=out, stderr=out)
 
 

@@ -1,0 +1,1 @@
+"""Evaluation: prequential replay, the baselines, dataset readers and synthetic data."""

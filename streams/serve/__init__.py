@@ -1,0 +1,1 @@
+"""`reco serve`: the faust-streaming app for serving and control."""

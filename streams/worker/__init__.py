@@ -1,0 +1,1 @@
+"""The engine worker: consume, decode, learn, rank, publish, checkpoint, restore."""

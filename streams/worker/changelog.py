@@ -1,0 +1,225 @@
+"""The changelog's record protocol: which rows belong to a complete checkpoint interval and who
+owns the partition, so that a restore applies committed state only — also on a broker that does
+not honour read_committed (decision 0014).
+
+Records of one changelog partition, in the order an owner `E` writes them:
+  \\0fence\\0E      first thing a new owner writes, before it reads the changelog: every record
+                   of an older owner that comes after it is a zombie's and never applied
+  \\0claim\\0E      after E's restore: {"prev": epoch, "committed": seq, "position", "input_id",
+                   "reseed"} — which of the previous owner's intervals E's state holds (the
+                   previous owner's own commit markers may be compacted away, this stays)
+  <row>  h: e=E s=n  a state row of E's interval n (user and model rows as in the store)
+  \\0snapshot\\0E   {"seq": n}: interval n rewrites every row — a restore may start here
+  \\0commit\\0E     {"seq": n, "position": P}: E's intervals up to n are complete; P is the next
+                   input offset after them
+Fence, claim and commit keys carry the epoch, so compaction keeps one of each per owner.
+Changelogs written before this protocol (rows without headers, `\\0position` markers) are read
+as one legacy owner.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+import orjson
+
+from online_models.state.store import POSITION as LEGACY_POSITION
+
+FENCE = b"\x00fence\x00"
+CLAIM = b"\x00claim\x00"
+SNAPSHOT = b"\x00snapshot\x00"
+COMMIT = b"\x00commit\x00"
+LEGACY = ""  # the epoch of records written before this protocol
+
+
+def new_epoch() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def row_headers(epoch: str, seq: int) -> list[tuple[str, bytes]]:
+    return [("e", epoch.encode()), ("s", str(seq).encode())]
+
+
+def fence_record(epoch: str) -> tuple[bytes, bytes]:
+    return FENCE + epoch.encode(), b"{}"
+
+
+def claim_record(epoch: str, prev: str | None, committed: int | None, position: int | None,
+                 input_id: str | None, reseed: bool) -> tuple[bytes, bytes]:
+    return CLAIM + epoch.encode(), orjson.dumps({"prev": prev, "committed": committed, "position": position,
+                                                "input_id": input_id, "reseed": reseed})
+
+
+def snapshot_record(epoch: str, seq: int) -> tuple[bytes, bytes]:
+    return SNAPSHOT + epoch.encode(), orjson.dumps({"seq": seq})
+
+
+def commit_record(epoch: str, seq: int, position: int | None) -> tuple[bytes, bytes]:
+    return COMMIT + epoch.encode(), orjson.dumps({"seq": seq, "position": position})
+
+
+class Diverged(Exception):
+    """A local store holds intervals the changelog's chain of owners dropped (it was a zombie)."""
+
+
+class NotAChainStart(Exception):
+    """The changelog does not begin with a complete state: recreated, truncated or foreign."""
+
+
+@dataclass
+class ChainReader:
+    """Reads changelog records in offset order and applies exactly the committed intervals of
+    the partition's chain of owners through `apply(rows)`.
+
+    `local`/`skip` continue from a local store: its owner's epoch and the last seq its store
+    already holds (those intervals are skipped, the rest of the chain goes on top). A read from
+    the start of the log or from a snapshot leaves them unset."""
+    apply: Callable[[dict[bytes, bytes | None]], None]
+    reset: Callable[[], None] = lambda: None  # wipe what was applied so far
+    local: str | None = None
+    skip: int = -1
+    current: str | None = None
+    mid_log: bool = False  # started at a snapshot: a record of an owner not seen since is suspect
+    pending: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
+    held: tuple[str | None, dict[int, dict[bytes, bytes | None]]] | None = None  # the last owner's, at a fence
+    committed: dict[str, int] = field(default_factory=dict)
+    known: set = field(default_factory=set)
+    dirty: set = field(default_factory=set)  # keys whose newest record was not applied
+    position: int | None = None
+    input_id: str | None = None
+    suspect: bool = False
+    reseeding: str | None = None  # an owner that re-seeds the changelog, until its snapshot commits
+    records: int = 0
+
+    def __post_init__(self):
+        if self.local is not None:
+            self.current = self.local
+            self.known.add(self.local)
+            self.committed[self.local] = self.skip
+
+    def feed(self, key: bytes, value: bytes | None, headers: list | None) -> None:
+        self.records += 1
+        first = self.records == 1 and self.current is None
+        if key.startswith(FENCE):
+            epoch = key[len(FENCE):].decode()
+            if not first:
+                if self.held is None:  # an owner that never claimed leaves the last real one held
+                    self.held = (self.current, self.pending)
+                else:
+                    self._drop(self.pending)
+            self.known.add(epoch)
+            self.current, self.pending = epoch, {}
+            return
+        if key.startswith(CLAIM):
+            epoch, claim = key[len(CLAIM):].decode(), orjson.loads(value)
+            if first:
+                raise NotAChainStart(f"the first record is the claim of owner {epoch}, not a fence")
+            if epoch != self.current:
+                return  # a claim after a newer fence: that owner was fenced during its restore
+            if self.local is None and not self.mid_log and claim["prev"] is not None \
+                    and claim["prev"] not in self.known and claim["prev"] != LEGACY:
+                raise NotAChainStart(f"its first owner's state came from owner {claim['prev']}, whose "
+                                     "records are not in it")
+            if claim.get("reseed"):  # the owner's state came from elsewhere: its snapshot replaces all
+                self.reseeding = epoch
+                return
+            if self.held is not None:
+                prev, held = self.held
+                kept = claim["committed"] if claim["prev"] == prev and claim["committed"] is not None else -1
+                if self.local is not None and prev == self.local and kept < self.skip:
+                    raise Diverged(f"the next owner kept intervals up to {kept} of owner {self.local}; "
+                                   f"the local store holds up to {self.skip}")
+                if kept >= 0:
+                    self._apply_upto(held, kept, prev)
+                self._drop(held)
+                self.held = None
+            self.position = claim["position"]
+            if claim.get("input_id") is not None:
+                self.input_id = claim["input_id"]
+            return
+        if key.startswith(SNAPSHOT):
+            epoch = key[len(SNAPSHOT):].decode()
+            if first:
+                self.current, self.mid_log = epoch, True
+                self.known.add(epoch)
+                self.committed[epoch] = orjson.loads(value)["seq"] - 1
+            return
+        if key.startswith(COMMIT):
+            epoch, commit = key[len(COMMIT):].decode(), orjson.loads(value)
+            if first:
+                raise NotAChainStart(f"the first record is a commit of owner {epoch}, not a fence")
+            if epoch == self.current:
+                if epoch == self.local and commit["seq"] <= self.skip:
+                    return  # the local store holds it already
+                if self.reseeding == epoch:  # the re-seeding owner's snapshot landed: it is the state
+                    self.reseeding = None
+                    if self.held is not None:
+                        self._drop(self.held[1])
+                        self.held = None
+                    self.reset()
+                self._apply_upto(self.pending, commit["seq"], epoch)
+                self.position = commit["position"]
+            elif self.mid_log and epoch not in self.known:
+                self.suspect = True
+            return
+        if key == LEGACY_POSITION and not headers:
+            if first or self.current == LEGACY:
+                self.current = LEGACY
+                self.known.add(LEGACY)
+                self._apply_upto(self.pending, max(self.pending, default=0), LEGACY)
+                self.position = int(value)
+            return
+        epoch, seq = _row_tag(headers)
+        if first and epoch == LEGACY:
+            self.current = LEGACY
+            self.known.add(LEGACY)
+        elif first:
+            raise NotAChainStart(f"the first record is a row of owner {epoch}, not a fence or a snapshot")
+        if epoch == self.current:
+            if epoch == self.local and seq <= self.skip:
+                return  # the local store holds it already
+            self.pending.setdefault(seq, {})[key] = value
+        else:
+            if self.mid_log and epoch not in self.known:
+                self.suspect = True
+            self.dirty.add(key)
+
+    def finish(self) -> None:
+        """End of the read (the reader's own fence): what is still pending never committed."""
+        if self.reseeding is not None:
+            raise NotAChainStart(f"owner {self.reseeding} began re-seeding the changelog from its local "
+                                 "store and died before the copy was complete")
+        if self.held is not None:
+            self._drop(self.held[1])
+        self._drop(self.pending)
+
+    def last_owner(self) -> tuple[str | None, int | None]:
+        """The owner whose state this is and its last committed seq, for the next claim."""
+        epoch = self.held[0] if self.held is not None else self.current
+        return epoch, self.committed.get(epoch) if epoch is not None else None
+
+    def _apply_upto(self, intervals: dict[int, dict], upto: int, epoch: str) -> None:
+        rows: dict[bytes, bytes | None] = {}
+        for seq in sorted(intervals):
+            if seq <= upto:
+                rows.update(intervals.pop(seq))
+        self.committed[epoch] = max(self.committed.get(epoch, -1), upto)
+        if rows:
+            self.apply(rows)
+            self.dirty.difference_update(rows)
+
+    def _drop(self, intervals: dict[int, dict]) -> None:
+        for rows in intervals.values():
+            self.dirty.update(rows)
+        intervals.clear()
+
+
+def _row_tag(headers: list | None) -> tuple[str, int]:
+    epoch, seq = LEGACY, 0
+    for name, raw in headers or ():
+        if name == "e":
+            epoch = raw.decode()
+        elif name == "s":
+            seq = int(raw)
+    return epoch, seq
