@@ -17,6 +17,18 @@ from streams.schemas import load_schema
 
 RECO = [sys.executable, "-m", "streams.cli.main"]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_shared_data = pytest.mark.skipif(not (DATA / "yoochoose-sample" / "clicks.tsv").exists(),
+                                       reason="no shared sample")
+
+
+@pytest.fixture
+def contract_file(tmp_path) -> Path:
+    """5000 synthetic events in the contract's JSONL: for tests that need events, not a dataset."""
+    from online_models.evaluation.synthetic import interactions
+
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in interactions(5000)) + b"\n")
+    return path
 
 
 def env_for(s) -> dict:
@@ -74,6 +86,7 @@ def test_run_produce_tail_and_sigterm(settings_factory, tmp_path):
     assert "final checkpoint" in err
 
 
+@needs_shared_data
 def test_produce_reads_public_formats(settings_factory):
     s = settings_factory()
     env = env_for(s)
@@ -107,11 +120,11 @@ def test_produce_sends_catalogue_records_to_the_items_topic(settings_factory, tm
         jsonschema.validate(value, item_schema)
 
 
-def test_ctrl_c_stops_produce_after_delivering_what_it_sent(settings_factory):
+def test_ctrl_c_stops_produce_after_delivering_what_it_sent(settings_factory, contract_file):
     import re
 
     s = settings_factory()
-    proc = subprocess.Popen(RECO + ["produce", str(DATA / "yoochoose-sample" / "clicks.tsv"), "--rate", "100",
+    proc = subprocess.Popen(RECO + ["produce", str(contract_file), "--rate", "100",
                                     "--limit", "5000"], env=env_for(s), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -216,9 +229,9 @@ def test_a_misspelt_setting_is_reported_with_the_right_name(settings_factory):
     assert "warning: RECO_COLOUR is not a setting and is ignored\n" in done.stderr
 
 
-@pytest.mark.parametrize("command", [["tail", "--timeout", "3"], ["forget", "u1"],
-                                     ["produce", str(DATA / "otto-sample" / "train.jsonl")]])
-def test_an_unreachable_broker_is_one_clear_error(command):
+@pytest.mark.parametrize("command", [["tail", "--timeout", "3"], ["forget", "u1"], ["produce", "EVENTS"]])
+def test_an_unreachable_broker_is_one_clear_error(command, contract_file):
+    command = [str(contract_file) if arg == "EVENTS" else arg for arg in command]
     nowhere = f"127.0.0.1:{free_port()}"
     done = subprocess.run(RECO + command, env={**os.environ, "RECO_BOOTSTRAP_SERVERS": nowhere},
                           capture_output=True, text=True, timeout=120)
@@ -278,7 +291,7 @@ def test_help_names_what_a_new_user_needs():
     assert "derived from its content" in help_of("produce")
 
 
-def test_ports_in_use_are_explained_not_traced(settings_factory):
+def test_ports_in_use_are_explained_not_traced(settings_factory, contract_file):
     import socket
 
     s = settings_factory()
@@ -291,7 +304,8 @@ def test_ports_in_use_are_explained_not_traced(settings_factory):
                                 capture_output=True, text=True, timeout=60)
         broker = subprocess.run(RECO + ["broker", "--port", str(port)], capture_output=True, text=True, timeout=60)
         demo = subprocess.run(RECO + ["--metrics-port", str(port), "demo", "--port", str(free_port()),
-                                      "--duration", "1"], capture_output=True, text=True, timeout=60)
+                                      "--data", str(contract_file), "--duration", "1"],
+                              capture_output=True, text=True, timeout=60)
     assert demo.returncode == 1 and "Traceback" not in demo.stderr, demo.stderr[-2000:]
     assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in demo.stderr
     assert worker.returncode == 1 and "Traceback" not in worker.stderr, worker.stderr[-2000:]
@@ -315,7 +329,7 @@ def test_wheel_ships_the_schemas(tmp_path):
         assert f"reco_schemas/{schema}.v1.json" in names
 
 
-@pytest.mark.skipif(not (DATA / "yoochoose-sample" / "clicks.tsv").exists(), reason="no shared sample")
+@needs_shared_data
 def test_demo_runs_end_to_end_and_cleans_up(tmp_path):
     """The README's first command: broker + worker + replay + live view, then everything stops."""
     port = free_port()
