@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from online_models.state import consumed
 from online_models.state.user_state import UserState
 
 # What a person did, in words (the event types of interaction.v1).
@@ -21,7 +22,8 @@ ACTIONS = {"view": "viewed", "click": "clicked", "add_to_cart": "added to cart",
 FIELDS = {"recent": "recent", "session_id": "session", "session_items": "session", "purchased": "purchased",
           "skipped": "skipped", "counts": "event_counts", "taste": "taste_categories/taste_tags",
           "event_ids": "recent_event_ids", "last_ts": "last_event_at", "last_event_id": "last_event_id",
-          "last_context": "last_context", "shown": "last_list_shown", "factors": "taste_vector"}
+          "last_context": "last_context", "shown": "last_list_shown", "factors": "taste_vector",
+          "returns": "came_back", "older": "older_items"}
 
 NOTHING_HELD = "nothing: no profile, no opt-out, no current list"
 
@@ -56,6 +58,10 @@ def state_profile(partition: int, s: UserState) -> dict:
         "taste_vector": list(s.factors),
         "last_list_shown": list(s.shown),
         "recent_event_ids": list(s.event_ids),
+        "came_back": s.returns,
+        # the items that left `recent` and the skip list: a Bloom filter, which can test an id but not list them
+        "older_items": {"filter": s.older, "bits": consumed.BITS, "share_set": round(consumed.fill(s.older), 4)}
+        if s.older else None,
     }
 
 
@@ -142,6 +148,11 @@ def _profile_lines(prof: dict, several: bool) -> list[str]:
         out.append(f"    A learned taste vector of {len(prof['taste_vector'])} numbers (matrix factorisation)")
     if prof["last_list_shown"]:
         out.append(f"    Last list shown: {_items(prof['last_list_shown'])}")
+    if prof["came_back"]:
+        out.append(f"    Came back to an item just had {prof['came_back']} times")
+    if prof["older_items"]:
+        out.append(f"    Earlier items, as a filter of {prof['older_items']['bits']} bits (it can tell whether you had an"
+                   " item, not list them): kept out of your lists if you rarely come back to things")
     if prof["recent_event_ids"]:
         out.append(f"    {len(prof['recent_event_ids'])} recent event ids, kept to recognise an event sent twice")
     return out

@@ -14,6 +14,11 @@ TASTE_DECAY = 0.9   # each new signal counts a little more than the old ones
 MAX_TASTE = 24      # keys kept per user
 
 
+def _no_affinity(item_id: str) -> float:
+    """A user without taste likes nothing in particular."""
+    return 0.0
+
+
 class ContentModel:
     name = "content"
 
@@ -49,19 +54,27 @@ class ContentModel:
         return self.affinity_of(user)(item_id)
 
     def affinity_of(self, user: UserState):
-        """`affinity(user, ·)` for many items: the user's strongest taste is found once."""
+        """`affinity(user, ·)` for many items: the user's strongest taste is found once, and each
+        (category, tags) combination is scored once (many items share one)."""
         taste = user.taste
+        if not taste:
+            return _no_affinity
         get_item, get_taste = self.catalog.get, taste.get
         lead = max(map(abs, taste.values()), default=0.0) or 1.0
+        known: dict[tuple, float] = {}
 
         def affinity(item_id: str) -> float:
             item = get_item(item_id)
-            if not taste or item is None:
+            if item is None:
                 return 0.0
-            s = get_taste(item.category, 0.0) if item.category else 0.0
-            for tag in item.tags:
-                s += 0.5 * get_taste("#" + tag, 0.0)
-            return max(-1.0, min(1.0, s / lead))
+            key = (item.category, item.tags)
+            a = known.get(key)
+            if a is None:
+                s = get_taste(item.category, 0.0) if item.category else 0.0
+                for tag in item.tags:
+                    s += 0.5 * get_taste("#" + tag, 0.0)
+                a = known[key] = max(-1.0, min(1.0, s / lead))
+            return a
         return affinity
 
     def candidates(self, user: UserState, n: int) -> list[tuple[str, str]]:

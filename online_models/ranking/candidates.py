@@ -6,7 +6,7 @@ source first brought them (ties in the ranking keep it, and it is fixed by the m
 """
 from __future__ import annotations
 
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, chain, islice, repeat
 from operator import mul
 from typing import Iterable
 
@@ -223,7 +223,8 @@ class CandidateSources:
             tag(items, reason)
         return items
 
-    def training_pair(self, user: UserState, item: str, w: list[float], negatives: int):
+    def training_pair(self, user: UserState, item: str, w: list[float], negatives: int,
+                      leave_out_consumed: bool = False):
         """For the learned ranker, before the event is learned: the features of `item` (the one
         the user chose) and of the `negatives` candidates ranked best without it, MF included —
         or None when the item was not a candidate."""
@@ -232,8 +233,12 @@ class CandidateSources:
         if at is None:
             return None
         scores = cands.scores(w)
-        best = np.argsort(-scores, kind="stable")[:negatives + 1].tolist()
-        group = [at] + [i for i in best if i != at][:negatives]
+        order = np.argsort(-scores, kind="stable").tolist()
+        others = (i for i in order if i != at)
+        if leave_out_consumed:  # as the list would: none of the others is an item the user already had
+            had, items = user.had_before(), cands.items
+            others = (i for i in others if not had(items[i]))
+        group = [at, *islice(others, negatives)]
         if len(group) == 1:
             return None
         rows = cands.matrix[group].tolist()

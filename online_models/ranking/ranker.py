@@ -33,6 +33,12 @@ LEARNING_RATE = 0.02
 NEGATIVES = 60         # the chosen item is compared with this many of the best-ranked others
 WEIGHT_BOUND = 20.0    # no weight runs away on a degenerate stream
 TRAIN_EVERY = 4         # learn from one event in 4 (chosen by event id): a quarter of the cost, about the same weights
+# Coming back to things (docs/decisions/0019): a user's lists leave out what they already had when
+# their rate of returning to a recent item, their own events weighed with the traffic's rate as
+# RETURN_PRIOR events' worth, is below RETURN_FLOOR. The traffic's counts are halved past RETURN_WINDOW.
+RETURN_FLOOR = 0.05
+RETURN_PRIOR = 10
+RETURN_WINDOW = 100_000
 
 
 def prior(blend: Blend, config: EngineConfig) -> list[float]:
@@ -70,16 +76,36 @@ class LearnedRanker:
         self.weights = list(start)
         self.squares = [0.0] * N  # AdaGrad: sum of squared gradients per feature
         self.updates = 0
+        self.returns = 0    # the traffic's positive events on an item the user had recently ...
+        self.positives = 0  # ... out of its positive events (both halved past RETURN_WINDOW)
         # (user state before the event, item) -> (features of the item, of the hard negatives)
         self.features_of = features_of
         self._dirty = False
 
+    def return_rate(self) -> float:
+        """The traffic's rate of returning to an item just had (1/2 before any event)."""
+        return (self.returns + 1) / (self.positives + 2)
+
+    def leaves_out_consumed(self, user) -> bool:
+        """Whether this user's list leaves out every item they already had: they (and, until they
+        have many events, the traffic) rarely come back to one."""
+        rate = (user.returns + RETURN_PRIOR * self.return_rate()) / (user.positives() + RETURN_PRIOR)
+        return rate < RETURN_FLOOR
+
     def learn_one(self, ev, user) -> None:
-        if ev.is_negative or self.features_of is None:
+        if ev.is_negative:
+            return
+        self.positives += 1
+        self.returns += user.had_recently(ev.item_id)
+        if self.positives >= RETURN_WINDOW:
+            self.positives //= 2
+            self.returns //= 2
+        self._dirty = True
+        if self.features_of is None:
             return
         if zlib.crc32(ev.event_id.encode()) % TRAIN_EVERY:  # deterministic, unsalted sample
             return
-        pair = self.features_of(user, ev.item_id, self.weights, NEGATIVES)
+        pair = self.features_of(user, ev.item_id, self.weights, NEGATIVES, self.leaves_out_consumed(user))
         if pair is None:  # the chosen item was not among the candidates: nothing to compare
             return
         chosen, others = pair
@@ -109,10 +135,11 @@ class LearnedRanker:
             return {}
         self._dirty = False
         return {self.WEIGHTS_KEY: {"features": list(FEATURES), "weights": self.weights,
-                                   "squares": self.squares, "updates": self.updates}}
+                                   "squares": self.squares, "updates": self.updates,
+                                   "returns": self.returns, "positives": self.positives}}
 
     def mark_all_dirty(self) -> None:
-        self._dirty = bool(self.updates)
+        self._dirty = bool(self.updates or self.positives)
 
     def import_rows(self, rows: dict[str, object]) -> None:
         row = rows.get(self.WEIGHTS_KEY)
@@ -121,3 +148,5 @@ class LearnedRanker:
         self.weights = [float(v) for v in row["weights"]]
         self.squares = [float(v) for v in row["squares"]]
         self.updates = int(row["updates"])
+        self.returns = int(row.get("returns", 0))
+        self.positives = int(row.get("positives", 0))

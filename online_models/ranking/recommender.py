@@ -71,7 +71,7 @@ class Recommender:
         tagged, vec = cands.tagged, cands.vec
         diversify = blend.diversity and len(self.catalog)
         want = 2 * k if diversify else k
-        allowed = self.rules.allowed_fn(user, request)
+        allowed = self.rules.allowed_fn(user, request, blend.learned and self.ranker.leaves_out_consumed(user))
         picked: list[tuple[str, float]] = []
         if cands.items:
             ranked = self._order(cands.items, cands.scores(w), vec, w[MF], 2 * want)

@@ -28,27 +28,29 @@ class Rules:
         self.config = config
         self.catalog = catalog
 
-    def allowed_fn(self, user: UserState, request: Request):
+    def allowed_fn(self, user: UserState, request: Request, leave_out_consumed: bool = False):
         """A predicate for this user and request: removed/unavailable items, purchases (if
-        configured), recently skipped items and the request's category filters are out."""
+        configured), recently skipped items and the request's category filters are out — and,
+        with `leave_out_consumed`, every item the user ever had (a user who does not come back to
+        things: docs/decisions/0019)."""
         recommendable = self.catalog.is_recommendable if self.catalog.restricts() else everything
         purchased = set(user.purchased) if self.config.exclude_purchased else ()
         horizon = user.last_ts - self.config.skip_window_ms
         skipped = {i for i, ts in user.skipped.items() if ts > horizon}
+        had = user.had_before() if leave_out_consumed else None
         include, exclude = request.include_categories, request.exclude_categories
         category = self.catalog.category
-        if not include and not exclude:
+        if not include and not exclude and had is None:
             if not purchased and not skipped:
                 return recommendable  # `everything` when nothing applies: callers may skip the checks
             return lambda item: recommendable(item) and item not in purchased and item not in skipped
 
         def allowed(item: str) -> bool:
-            if not recommendable(item) or item in purchased or item in skipped:
+            if not recommendable(item) or item in purchased or item in skipped or (had is not None and had(item)):
                 return False
-            cat = category(item)
-            if include and cat not in include:
+            if include and category(item) not in include:
                 return False
-            return not (exclude and cat in exclude)
+            return not (exclude and category(item) in exclude)
         return allowed
 
 

@@ -7,10 +7,12 @@ recovery tests rely on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import orjson
 
 from online_models.events import Interaction
+from online_models.state import consumed
 
 SESSION_GAP_MS = 30 * 60 * 1000  # a new implicit session after 30 minutes of silence
 MAX_RECENT = 50
@@ -35,10 +37,29 @@ class UserState:
     last_context: dict[str, str] = field(default_factory=dict)
     shown: list[str] = field(default_factory=list)          # item ids of the last published list
     factors: list[float] = field(default_factory=list)      # online MF user vector (empty = not learned yet)
+    returns: int = 0         # positive events on an item already in `recent` or `skipped`: coming back
+    older: str = consumed.EMPTY  # items that left `recent`/`skipped`, as a Bloom filter (consumed.py)
 
     # -- learning -------------------------------------------------------------------------
     def has_seen(self, event_id: str) -> bool:
         return event_id in self.event_ids
+
+    def had_recently(self, item_id: str) -> bool:
+        """Whether the item is in the user's recent items or skips (exactly known, unlike `older`)."""
+        return item_id in self.skipped or any(row[0] == item_id for row in self.recent)
+
+    def had_before(self) -> Callable[[str], bool]:
+        """Whether the user ever had an item: their recent items and skips (exactly), the older
+        ones (by their filter)."""
+        had = {row[0] for row in self.recent}
+        had.update(self.skipped)
+        older = consumed.holds(self.older)
+        return lambda item: item in had or older(item)
+
+    def positives(self) -> int:
+        """How many positive events the user has had (every type but skip and dislike)."""
+        counts = self.counts
+        return sum(counts.values()) - counts.get("skip", 0) - counts.get("dislike", 0)
 
     def starts_new_session(self, ev: Interaction) -> bool:
         if ev.session_id is not None:
@@ -55,10 +76,16 @@ class UserState:
             self.skipped.pop(ev.item_id, None)
             self.skipped[ev.item_id] = ev.ts
             if len(self.skipped) > MAX_SKIPPED:
-                del self.skipped[next(iter(self.skipped))]
+                oldest = next(iter(self.skipped))
+                del self.skipped[oldest]
+                self.older = consumed.add(self.older, (oldest,))
         else:
+            if self.had_recently(ev.item_id):
+                self.returns += 1
             self.recent.append([ev.item_id, ev.ts, ev.type])
-            del self.recent[:-MAX_RECENT]
+            if len(self.recent) > MAX_RECENT:
+                self.older = consumed.add(self.older, (row[0] for row in self.recent[:-MAX_RECENT]))
+                del self.recent[:-MAX_RECENT]
             self.session_items.append(ev.item_id)
             del self.session_items[:-MAX_SESSION]
             self.skipped.pop(ev.item_id, None)  # coming back to an item forgives the skip
