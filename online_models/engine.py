@@ -22,6 +22,7 @@ from online_models.models.covisitation import CoVisitation
 from online_models.models.exploration import SourceBandit
 from online_models.models.mf import OnlineMF
 from online_models.models.trending import Trending
+from online_models.ranking.candidates import CandidateSources
 from online_models.ranking.ranker import LearnedRanker, prior
 from online_models.ranking.recommender import Recommender, Scored
 from online_models.ranking.rules import NO_REQUEST, Request
@@ -113,9 +114,9 @@ class Engine:
         self._learners = tuple(self.models.values())
         self._aggregates = tuple(m for m in (self.trending, self.context, self.mf, self.popular)
                                  if m in self._learners)  # what holds no per-user data
-        self.recommender = Recommender(cfg, catalog, self.trending, self.covisit, self.mf,
-                                       self.content, self.context, self.bandit, self.popular,
-                                       self.covisit_long, self.ranker)
+        sources = CandidateSources(cfg, catalog, self.trending, self.covisit, self.mf, self.content, self.context,
+                                   self.popular, self.covisit_long)
+        self.recommender = Recommender(sources, self.bandit, self.ranker)
         self.bandit.offered = self.recommender.offered  # the bandit's feedback: the pools it picks from
         self.ranker.features_of = self.recommender.training_pair  # the ranker's: candidates before the event
         self._users: dict[str, UserState] = {}

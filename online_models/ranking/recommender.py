@@ -12,13 +12,8 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from online_models.catalog import Catalog
-from online_models.config import Blend, EngineConfig
-from online_models.models.content import ContentModel
-from online_models.models.covisitation import CoVisitation
+from online_models.config import Blend
 from online_models.models.exploration import SourceBandit, draws, slot_uniform
-from online_models.models.mf import OnlineMF
-from online_models.models.trending import Trending
 from online_models.ranking.candidates import RECENT_REASONS, SEED_REASONS, CandidateSources, strongest_kinds
 from online_models.ranking.ranker import MF, LearnedRanker, prior
 from online_models.ranking.rules import NO_REQUEST, Request, Rules, everything, mmr
@@ -37,25 +32,18 @@ NOT_PERSONALISED = "not personalised: "  # starts every reason of an opted-out u
 
 
 class Recommender:
-    def __init__(self, config: EngineConfig, catalog: Catalog, trending: Trending, covisit: CoVisitation,
-                 mf: OnlineMF, content: ContentModel, context: Trending, bandit: SourceBandit,
-                 popular: Trending, covisit_long: CoVisitation, ranker: LearnedRanker):
-        self.config = config
-        self.catalog = catalog
-        self.trending = trending
-        self.popular = popular
-        self.covisit = covisit
-        self.covisit_long = covisit_long
-        self.ranker = ranker
-        self.mf = mf
-        self.content = content
-        self.context = context
+    """Ranks a user's list from the candidates `sources` gathers; `bandit` takes the exploration
+    slots and `ranker` holds the learned weights."""
+
+    def __init__(self, sources: CandidateSources, bandit: SourceBandit, ranker: LearnedRanker):
+        self.sources = sources
+        self.config, self.catalog = sources.config, sources.catalog
+        self.trending, self.covisit, self.mf, self.content = sources.trending, sources.covisit, sources.mf, sources.content
         self.bandit = bandit
-        self.rules = Rules(config, catalog)
-        self.sources = CandidateSources(config, catalog, trending, covisit, mf, content, context, popular,
-                                        covisit_long)
-        self.seeds = self.sources.seeds
-        self.training_pair = self.sources.training_pair
+        self.ranker = ranker
+        self.rules = Rules(self.config, self.catalog)
+        self.seeds = sources.seeds
+        self.training_pair = sources.training_pair
 
     def weights(self, blend: Blend) -> list[float]:
         """The feature weights a list of this variant is ranked with."""

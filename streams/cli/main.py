@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -371,6 +372,21 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
     click.echo(f"sent {counted}" + (f"; skipped {len(bad)} invalid records" if bad else ""))
 
 
+def echo_lines(lines: Iterator[str], count: int | None) -> int:
+    """Print `lines` as they come, stopping after `count` of them (Ctrl-C ends quietly); returns
+    how many were printed."""
+    shown = 0
+    try:
+        for text in lines:
+            click.echo(text)
+            shown += 1
+            if count and shown >= count:
+                break
+    except KeyboardInterrupt:
+        pass
+    return shown
+
+
 @cli.command()
 @click.option("--from-beginning", is_flag=True,
               help="first replay every update still in the topic (compaction keeps at least each "
@@ -390,22 +406,15 @@ def tail(ctx: click.Context, from_beginning: bool, user_id: str | None, as_json:
 
     from streams.cli.tail import NotARecommendation, follow, format_deleted, format_line
 
-    settings = settings_for(ctx)
-    shown = 0
+    def line(user: str, rec: dict | None) -> str:
+        if rec is None:  # a tombstone: forgotten, opted out or expired
+            # --json: the tombstone's value, null, so every other line stays a recommendation
+            return "null" if as_json else format_deleted(user)
+        return orjson.dumps(rec).decode() if as_json else format_line(rec)
+
+    updates = follow(settings_for(ctx), from_beginning=from_beginning, timeout_s=timeout)
     try:
-        for user, rec, _ in follow(settings, from_beginning=from_beginning, timeout_s=timeout):
-            if user_id and user != user_id:
-                continue
-            if rec is None:  # a tombstone: forgotten, opted out or expired
-                # --json: the tombstone's value, null, so every other line stays a recommendation
-                click.echo("null" if as_json else format_deleted(user))
-            else:
-                click.echo(orjson.dumps(rec).decode() if as_json else format_line(rec))
-            shown += 1
-            if count and shown >= count:
-                break
-    except KeyboardInterrupt:
-        pass
+        echo_lines((line(user, rec) for user, rec, _ in updates if not user_id or user == user_id), count)
     except NotARecommendation as e:
         raise click.ClickException(str(e)) from None
 
@@ -426,15 +435,8 @@ def dlq(ctx: click.Context, from_beginning: bool, follow: bool, as_json: bool, t
     from streams.cli.dlq import format_line, rejected
 
     settings = settings_for(ctx)
-    shown = 0
-    try:
-        for rec in rejected(settings, from_beginning=from_beginning, follow=follow, timeout_s=timeout):
-            click.echo(orjson.dumps(rec).decode() if as_json else format_line(rec))
-            shown += 1
-            if count and shown >= count:
-                break
-    except KeyboardInterrupt:
-        pass
+    records = rejected(settings, from_beginning=from_beginning, follow=follow, timeout_s=timeout)
+    shown = echo_lines((orjson.dumps(rec).decode() if as_json else format_line(rec) for rec in records), count)
     if not as_json and not follow:
         click.echo(f"{shown} rejected record{'s' if shown != 1 else ''} in {settings.dlq_topic}", err=True)
 
