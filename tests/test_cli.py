@@ -374,9 +374,9 @@ def test_reco_broker_leaves_no_orphan_broker(tmp_path, sig):
         assert proc.returncode == 0, proc.stderr.read()[-2000:]
 
 
-def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run():
+def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run(contract_file):
     done = subprocess.run(RECO + ["bench", "--events", "1500", "--rounds", "1", "--partitions", "2", "--json"],
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     result = orjson.loads(done.stdout)
     (r,) = result["rounds"]
@@ -385,10 +385,20 @@ def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run():
     assert r["ratio"] == result["median_ratio"] < 1
     # A shop's mix of users, as on real traffic (Yoochoose: ~148 distinct users per 500 events).
     assert result["batch_size"] == 500 and 120 < result["users_per_batch"] < 170
-    table = subprocess.run(RECO + ["bench", "--events", "500", "--rounds", "1", "--partitions", "1"],
-                           capture_output=True, text=True, timeout=180)
-    assert table.returncode == 0 and "median worker/bare ratio: " in table.stdout
-    assert "distinct users per 500-event batch" in table.stdout
+    # What the state weighs: every user the events name has a row; issue 13's budget is 2 KB a user
+    state = result["state"]
+    assert state["users"] == state["users_in_events"] > 100
+    assert 200 < state["bytes_per_user"] < 2048 and state["model_bytes_per_item"] > 0
+    assert result["peak_rss_mib"] > 50
+    # kernels: compiled into an empty cache, then every one loaded from it and none compiled again
+    c = result["compile"]
+    assert c["cold_compiled"] > 0 and c["cold_loaded"] == 0
+    assert c["warm_loaded"] > 0 and c["warm_compiled"] == 0 and c["warm_seconds"] < c["cold_seconds"]
+    table = subprocess.run(RECO + ["bench", "--events", "500", "--rounds", "1", "--partitions", "1",
+                                   "--data", str(contract_file)], capture_output=True, text=True, timeout=240)
+    assert table.returncode == 0 and "median worker/bare ratio: " in table.stdout, table.stderr[-2000:]
+    assert f"500 events of {contract_file}" in table.stdout and "distinct users per 500-event batch" in table.stdout
+    assert "bytes per user" in table.stdout and "loaded from the cache in" in table.stdout
 
 
 @pytest.mark.parametrize("env, words", [({"RECO_KAFKA_EXTRA": '{"bogus.prop": 1}'}, 'No such configuration property: "bogus.prop"'),

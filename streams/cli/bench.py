@@ -1,7 +1,13 @@
 """`reco bench`: worker throughput as a ratio of a bare consumer's, measured in the same run on
-the same broker and the same topic (this machine is noisy: only the ratio is comparable)."""
+the same broker and the same topic (this machine is noisy: only the ratio is comparable); then
+what the state weighs per user and per item, the process's peak memory, and how long the
+compiled kernels take to compile from nothing and to load from numba's cache."""
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -12,6 +18,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 
 from online_models.evaluation.synthetic import shop_traffic
+from online_models.state.store import MODEL, USER, PartitionStore, partition_stores
 from streams import clients
 from streams.broker import EmbeddedBroker, free_port
 from streams.metrics import Metrics
@@ -48,6 +55,13 @@ def bare_consumer(settings: Settings, n: int) -> float:
     return n / elapsed
 
 
+def _consumed(metrics: Metrics) -> float:
+    """Every event the worker has finished with, whatever the outcome (applied, a duplicate, sent
+    to the DLQ...): a file's events need not all be applied for the round to end."""
+    return sum(sample.value for metric in metrics.events.collect() for sample in metric.samples
+               if sample.name.endswith("_total"))
+
+
 def engine_worker(settings: Settings, n: int) -> float:
     """Events/s of the real worker (decode, validate, learn, rank, publish, checkpoint),
     from its first batch to the last event applied."""
@@ -64,9 +78,7 @@ def engine_worker(settings: Settings, n: int) -> float:
     worker.process = timed
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
-    applied = metrics.events.labels
-    while sum(applied(t, "applied")._value.get() for t in
-              ("view", "click", "skip", "add_to_cart", "purchase", "like", "dislike")) < n:
+    while _consumed(metrics) < n:
         time.sleep(0.01)
         if not thread.is_alive():
             raise RuntimeError("worker stopped during the benchmark")
@@ -76,10 +88,51 @@ def engine_worker(settings: Settings, n: int) -> float:
     return n / elapsed
 
 
-def run_bench(n_events: int, partitions: int, rounds: int) -> dict:
+def state_sizes(settings: Settings, events: list[dict]) -> dict:
+    """What the workers' stores hold after a round, as the rows are written (key + value bytes):
+    per user (their state row) and per item the events name (every model row, divided by them)."""
+    users = user_bytes = model_bytes = 0
+    for path in partition_stores(settings.state_dir, settings.interactions_topic).values():
+        store = PartitionStore(path, read_only=True)
+        try:
+            for key, value in store.scan(USER):
+                users += 1
+                user_bytes += len(key) + len(value)
+            model_bytes += sum(len(key) + len(value) for key, value in store.scan(MODEL))
+        finally:
+            store.close()
+    items = len({e["item_id"] for e in events})
+    return {"users": users, "users_in_events": len({e["user_id"] for e in events}), "bytes_per_user": round(user_bytes / max(users, 1)),
+            "items": items, "model_bytes_per_item": round(model_bytes / max(items, 1))}
+
+
+COMPILE = "from online_models.compiled import warm_up; w = warm_up(); print(w.seconds, w.compiled, w.loaded)"
+
+
+def compile_times() -> dict:
+    """Seconds to compile every kernel into an empty numba cache (a fresh machine), then to load
+    them from it (every later start): two fresh interpreters with a cache directory of their own."""
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="reco-bench-numba-") as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for name in ("cold", "warm"):
+            done = subprocess.run([sys.executable, "-c", COMPILE], env=env, capture_output=True, text=True,
+                                  check=True)
+            seconds, compiled, loaded = done.stdout.split()
+            out[f"{name}_seconds"] = round(float(seconds), 2)
+            out[f"{name}_compiled"], out[f"{name}_loaded"] = int(compiled), int(loaded)
+    return out
+
+
+def run_bench(n_events: int, partitions: int, rounds: int, events: list[dict] | None = None,
+              n_users: int = 20_000, n_items: int = 5_000) -> dict:
+    """`rounds` pairs of a bare consumer and the worker over the same events: `events` (a file's),
+    or a synthetic shop of `n_users` users and `n_items` items."""
     # A shop's user mix: most events of a batch come from different users, so the ranking of
     # every touched user costs as much as it does on real traffic (Yoochoose: ~148 per 500).
-    events = shop_traffic(n_events, n_users=20_000, n_items=5_000, seed=3)
+    if events is None:
+        events = shop_traffic(n_events, n_users=n_users, n_items=n_items, seed=3)
+    n_events = len(events)
     batch = Settings().batch_size  # what the rounds below use
     users_per_batch = sum(len({e["user_id"] for e in events[i:i + batch]})
                           for i in range(0, n_events, batch)) / -(-n_events // batch)
@@ -99,7 +152,12 @@ def run_bench(n_events: int, partitions: int, rounds: int) -> dict:
             worker = engine_worker(s, n_events)
             results.append({"round": r + 1, "bare_events_per_s": round(bare), "worker_events_per_s": round(worker),
                             "ratio": round(worker / bare, 4)})
+        sizes = state_sizes(s, events)  # the last round's stores: every round learns the same events
     ratios = sorted(x["ratio"] for x in results)
     return {"events": n_events, "partitions": partitions, "users_per_batch": round(users_per_batch, 1),
             "batch_size": batch, "rounds": results,
-            "median_ratio": ratios[len(ratios) // 2]}
+            "median_ratio": ratios[len(ratios) // 2],
+            "state": sizes,
+            # ru_maxrss is in KiB on Linux: the broker is another process, the events list is in here
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "compile": compile_times()}

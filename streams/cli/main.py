@@ -469,19 +469,43 @@ def demo(ctx: click.Context, rate: float, port: int, data: str | None, limit: in
               help="partitions of the benchmark topic")
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
               help="bare consumer + worker pairs")
+@click.option("--users", "n_users", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="synthetic users")
+@click.option("--items", "n_items", type=click.IntRange(min=1), default=5_000, show_default=True,
+              help="synthetic items")
+@click.option("--data", type=click.Path(exists=True), default=None,
+              help="replay this file's events (any format `reco evaluate` reads; --events: the first N) "
+                   "instead of the synthetic shop")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def bench(n_events: int, n_partitions: int, rounds: int, as_json: bool):
-    """Worker throughput against a bare consumer, same broker, same data, same run."""
+def bench(n_events: int, n_partitions: int, rounds: int, n_users: int, n_items: int, data: str | None,
+          as_json: bool):
+    """Worker throughput against a bare consumer, same broker, same data, same run; then the
+    state's size per user and per item, peak memory, and kernel compile time cold and warm."""
     from streams.cli.bench import run_bench
 
     logging.basicConfig(level=logging.WARNING)
-    result = run_bench(n_events, n_partitions, rounds)
+    events = None
+    if data:
+        from streams.cli.evaluate import load_interactions
+
+        events, _ = load_interactions(data, n_events)
+    result = run_bench(n_events, n_partitions, rounds, events, n_users, n_items)
+    what = (f"{result['events']:,} events of {data}" if data else
+            f"{result['events']:,} synthetic shop events ({n_users:,} users, {n_items:,} items)")
     _print_rounds(result, as_json,
-                  f"{n_events:,} synthetic shop events ({result['users_per_batch']:.0f} distinct users per "
-                  f"{result['batch_size']}-event batch), {n_partitions} partitions, embedded broker",
+                  f"{what}, {result['users_per_batch']:.0f} distinct users per "
+                  f"{result['batch_size']}-event batch, {n_partitions} partitions, embedded broker",
                   lambda r: (f"bare consumer {r['bare_events_per_s']:>9,} ev/s   "
                              f"engine worker {r['worker_events_per_s']:>8,} ev/s   ratio {r['ratio']:.3f}"),
                   "median worker/bare ratio")
+    if not as_json:
+        st, c = result["state"], result["compile"]
+        click.echo(f"state: {st['bytes_per_user']:,} bytes per user ({st['users']:,} users), "
+                   f"{st['model_bytes_per_item']:,} bytes of model rows per item ({st['items']:,} items); "
+                   f"peak RSS of this process {result['peak_rss_mib']:,} MiB")
+        click.echo(f"kernels: compiled from nothing in {c['cold_seconds']} s ({c['cold_compiled']} kernels), "
+                   f"loaded from the cache in {c['warm_seconds']} s ({c['warm_loaded']} kernels, "
+                   f"{c['warm_compiled']} compiled again)")
 
 
 def _print_rounds(result: dict, as_json: bool, title: str, line, summary: str) -> None:
