@@ -390,6 +390,10 @@ def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run(contr
     assert state["users"] == state["users_in_events"] > 100
     assert 200 < state["bytes_per_user"] < 2048 and state["model_bytes_per_item"] > 0
     assert result["peak_rss_mib"] > 50
+    # produce to list at half the worker's rate: every sent event's list is read back, and timed
+    lat = result["latency"]
+    assert lat["events"] > 0 and 0 < lat["lists"] <= lat["events"]
+    assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] < 60_000
     # kernels: compiled into an empty cache, then every one loaded from it and none compiled again
     c = result["compile"]
     assert c["cold_compiled"] > 0 and c["cold_loaded"] == 0
@@ -399,6 +403,7 @@ def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run(contr
     assert table.returncode == 0 and "median worker/bare ratio: " in table.stdout, table.stderr[-2000:]
     assert f"500 events of {contract_file}" in table.stdout and "distinct users per 500-event batch" in table.stdout
     assert "bytes per user" in table.stdout and "loaded from the cache in" in table.stdout
+    assert "produce to list readable p50" in table.stdout
 
 
 @pytest.mark.parametrize("env, words", [({"RECO_KAFKA_EXTRA": '{"bogus.prop": 1}'}, 'No such configuration property: "bogus.prop"'),

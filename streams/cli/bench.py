@@ -106,6 +106,70 @@ def state_sizes(settings: Settings, events: list[dict]) -> dict:
             "items": items, "model_bytes_per_item": round(model_bytes / max(items, 1))}
 
 
+def latency(settings: Settings, events: list[dict], rate: float, seconds: float = 10.0) -> dict:
+    """Produce to list: `events` sent at `rate` per second (stamped with the time of sending) to a
+    running worker, and for every list published on `recommendations`, the time from sending the
+    event it answers (its `trigger`) to a consumer reading it — p50/p95/p99 in ms. A list answers
+    its user's last event of a batch; earlier events of that user in the batch are in it too."""
+    worker = Worker(settings, Metrics())
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    reader = clients.consumer(settings, group_id=f"bench-latency-{uuid.uuid4().hex[:6]}",
+                              **{"auto.offset.reset": "earliest"})
+    reader.subscribe([settings.recommendations_topic])
+    producer = Producer({**settings.kafka_common(), "linger.ms": 1})
+    sent: dict[str, float] = {}
+    took: list[float] = []
+    answered: set[str] = set()
+
+    def send(e: dict, tag: str) -> None:
+        ev = {**e, "event_id": f"{tag}-{len(sent)}", "ts": int(time.time() * 1000)}
+        sent[ev["event_id"]] = time.perf_counter()
+        producer.produce(settings.interactions_topic, key=ev["user_id"], value=orjson.dumps(ev))
+        producer.poll(0)
+
+    def read(timeout: float) -> None:
+        for msg in reader.consume(500, timeout):
+            if msg.error() is None and msg.value():
+                trigger = orjson.loads(msg.value()).get("trigger", {}).get("event_id")
+                at = sent.get(trigger)
+                if at is not None:
+                    took.append(time.perf_counter() - at)
+                    answered.add(trigger)
+
+    try:
+        deadline = time.monotonic() + 60  # the worker joins its group and warms up: not measured
+        while not took and time.monotonic() < deadline:
+            send(events[0], "warm")
+            producer.flush(5)
+            read(1.0)
+        if not took:
+            raise RuntimeError("no list came back within 60 s")
+        sent.clear()
+        took.clear()
+        answered.clear()
+        start = time.perf_counter()
+        n = min(len(events), int(rate * seconds))
+        for i, e in enumerate(events[:n]):
+            while (wait := start + i / rate - time.perf_counter()) > 0:
+                read(min(wait, 0.005))  # lists are read while the events are paced
+            send(e, "lat")
+        producer.flush(30)
+        deadline = time.monotonic() + 30
+        while f"lat-{n - 1}" not in answered and time.monotonic() < deadline:  # the last event's list
+            read(0.2)
+    finally:
+        reader.close()
+        worker.stop()
+        thread.join(30)
+    took.sort()
+
+    def pct(q: float) -> float:
+        return round(1000 * took[min(len(took) - 1, int(q * len(took)))], 1) if took else float("nan")
+    return {"rate_events_per_s": round(rate), "events": n, "lists": len(took),
+            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99)}
+
+
 COMPILE = "from online_models.compiled import warm_up; w = warm_up(); print(w.seconds, w.compiled, w.loaded)"
 
 
@@ -153,11 +217,19 @@ def run_bench(n_events: int, partitions: int, rounds: int, events: list[dict] | 
             results.append({"round": r + 1, "bare_events_per_s": round(bare), "worker_events_per_s": round(worker),
                             "ratio": round(worker / bare, 4)})
         sizes = state_sizes(s, events)  # the last round's stores: every round learns the same events
+        half = sorted(x["worker_events_per_s"] for x in results)[len(results) // 2] / 2
+        tag = uuid.uuid4().hex[:6]
+        s = s.model_copy(update={"group_id": f"bench-{tag}", "interactions_topic": f"bench-in-{tag}",
+                                 "recommendations_topic": f"bench-recs-{tag}", "changelog_topic": f"bench-chg-{tag}",
+                                 "state_dir": Path(state) / tag})
+        clients.ensure_topics(s)
+        delay = latency(s, events, half)
     ratios = sorted(x["ratio"] for x in results)
     return {"events": n_events, "partitions": partitions, "users_per_batch": round(users_per_batch, 1),
             "batch_size": batch, "rounds": results,
             "median_ratio": ratios[len(ratios) // 2],
             "state": sizes,
+            "latency": delay,
             # ru_maxrss is in KiB on Linux: the broker is another process, the events list is in here
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "compile": compile_times()}

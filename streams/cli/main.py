@@ -503,6 +503,10 @@ def bench(n_events: int, n_partitions: int, rounds: int, n_users: int, n_items: 
         click.echo(f"state: {st['bytes_per_user']:,} bytes per user ({st['users']:,} users), "
                    f"{st['model_bytes_per_item']:,} bytes of model rows per item ({st['items']:,} items); "
                    f"peak RSS of this process {result['peak_rss_mib']:,} MiB")
+        lat = result["latency"]
+        click.echo(f"latency at half the worker's rate ({lat['rate_events_per_s']:,} ev/s, {lat['events']:,} events, "
+                   f"{lat['lists']:,} lists): produce to list readable p50 {lat['p50_ms']} ms, "
+                   f"p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms")
         click.echo(f"kernels: compiled from nothing in {c['cold_seconds']} s ({c['cold_compiled']} kernels), "
                    f"loaded from the cache in {c['warm_seconds']} s ({c['warm_loaded']} kernels, "
                    f"{c['warm_compiled']} compiled again)")
