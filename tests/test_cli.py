@@ -394,6 +394,10 @@ def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run(contr
     lat = result["latency"]
     assert lat["events"] > 0 and 0 < lat["lists"] <= lat["events"]
     assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] < 60_000
+    # one worker process, then two sharing the partitions: both finish every event
+    sc = result["scaling"]
+    assert sc["workers_1_events_per_s"] > 0 and sc["workers_2_events_per_s"] > 0
+    assert sc["speedup"] == round(sc["workers_2_events_per_s"] / sc["workers_1_events_per_s"], 2)
     # kernels: compiled into an empty cache, then every one loaded from it and none compiled again
     c = result["compile"]
     assert c["cold_compiled"] > 0 and c["cold_loaded"] == 0
@@ -404,6 +408,7 @@ def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run(contr
     assert f"500 events of {contract_file}" in table.stdout and "distinct users per 500-event batch" in table.stdout
     assert "bytes per user" in table.stdout and "loaded from the cache in" in table.stdout
     assert "produce to list readable p50" in table.stdout
+    assert "scaling: not measured (two workers need --partitions 2 or more)" in table.stdout
 
 
 @pytest.mark.parametrize("env, words", [({"RECO_KAFKA_EXTRA": '{"bogus.prop": 1}'}, 'No such configuration property: "bogus.prop"'),

@@ -170,6 +170,62 @@ def latency(settings: Settings, events: list[dict], rate: float, seconds: float 
             "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99)}
 
 
+def _worker_process(settings: Settings, consumed, assigned, stop) -> None:
+    """One worker in a process of its own (spawned): reports what it has consumed and how many
+    partitions it holds until `stop` is set."""
+    metrics = Metrics()
+    worker = Worker(settings, metrics)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    while not stop.is_set() and thread.is_alive():
+        consumed.value = _consumed(metrics)
+        assigned.value = int(metrics.assigned._value.get())
+        time.sleep(0.01)
+    worker.stop()
+    thread.join(30)
+
+
+def workers_rate(settings: Settings, events: list[dict], processes: int) -> float:
+    """Events/s of `processes` worker processes in one group, from the first event consumed to the
+    last: they join and share the partitions before the events are produced."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    counters = [(ctx.Value("d", 0.0), ctx.Value("i", 0)) for _ in range(processes)]
+    children = [ctx.Process(target=_worker_process, args=(settings, c, a, stop), daemon=True) for c, a in counters]
+    for child in children:
+        child.start()
+    try:
+        deadline, stable_since = time.monotonic() + 120, None
+        while True:  # every process holds partitions, all of them are held, and it stays so for 2 s
+            held = [a.value for _, a in counters]
+            if min(held) > 0 and sum(held) == settings.partitions:
+                stable_since = stable_since or time.monotonic()
+                if time.monotonic() - stable_since >= 2:
+                    break
+            else:
+                stable_since = None
+            if time.monotonic() > deadline or not all(c.is_alive() for c in children):
+                raise RuntimeError(f"{processes} workers did not share {settings.partitions} partitions in 120 s")
+            time.sleep(0.05)
+        filler = threading.Thread(target=_fill, args=(settings, events), daemon=True)
+        filler.start()
+        started = None
+        while (total := sum(c.value for c, _ in counters)) < len(events):
+            if started is None and total > 0:
+                started = time.perf_counter()
+            if not all(c.is_alive() for c in children):
+                raise RuntimeError("a worker process stopped during the benchmark")
+            time.sleep(0.01)
+        filler.join(60)
+        return len(events) / (time.perf_counter() - started)
+    finally:
+        stop.set()
+        for child in children:
+            child.join(60)
+
+
 COMPILE = "from online_models.compiled import warm_up; w = warm_up(); print(w.seconds, w.compiled, w.loaded)"
 
 
@@ -224,12 +280,23 @@ def run_bench(n_events: int, partitions: int, rounds: int, events: list[dict] | 
                                  "state_dir": Path(state) / tag})
         clients.ensure_topics(s)
         delay = latency(s, events, half)
+        scaling = {}
+        for processes in (1, 2) if partitions > 1 else ():  # one worker process, then two in one group
+            tag = uuid.uuid4().hex[:6]
+            s = s.model_copy(update={"group_id": f"bench-{tag}", "interactions_topic": f"bench-in-{tag}",
+                                     "recommendations_topic": f"bench-recs-{tag}",
+                                     "changelog_topic": f"bench-chg-{tag}", "state_dir": Path(state) / tag})
+            clients.ensure_topics(s)
+            scaling[f"workers_{processes}_events_per_s"] = round(workers_rate(s, events, processes))
+        if scaling:
+            scaling["speedup"] = round(scaling["workers_2_events_per_s"] / scaling["workers_1_events_per_s"], 2)
     ratios = sorted(x["ratio"] for x in results)
     return {"events": n_events, "partitions": partitions, "users_per_batch": round(users_per_batch, 1),
             "batch_size": batch, "rounds": results,
             "median_ratio": ratios[len(ratios) // 2],
             "state": sizes,
             "latency": delay,
+            "scaling": scaling or None,  # None: one partition cannot be shared
             # ru_maxrss is in KiB on Linux: the broker is another process, the events list is in here
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "compile": compile_times()}

@@ -507,6 +507,10 @@ def bench(n_events: int, n_partitions: int, rounds: int, n_users: int, n_items: 
         click.echo(f"latency at half the worker's rate ({lat['rate_events_per_s']:,} ev/s, {lat['events']:,} events, "
                    f"{lat['lists']:,} lists): produce to list readable p50 {lat['p50_ms']} ms, "
                    f"p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms")
+        sc = result["scaling"]
+        click.echo(f"scaling: 1 worker process {sc['workers_1_events_per_s']:,} ev/s, 2 in one group "
+                   f"{sc['workers_2_events_per_s']:,} ev/s ({sc['speedup']}x)" if sc else
+                   "scaling: not measured (two workers need --partitions 2 or more)")
         click.echo(f"kernels: compiled from nothing in {c['cold_seconds']} s ({c['cold_compiled']} kernels), "
                    f"loaded from the cache in {c['warm_seconds']} s ({c['warm_loaded']} kernels, "
                    f"{c['warm_compiled']} compiled again)")
