@@ -300,3 +300,22 @@ def run_bench(n_events: int, partitions: int, rounds: int, events: list[dict] | 
             # ru_maxrss is in KiB on Linux: the broker is another process, the events list is in here
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "compile": compile_times()}
+
+
+def after_rounds(result: dict) -> list[str]:
+    """The lines `reco bench` prints after the rounds: state size, latency, scaling, compile time."""
+    st, lat, sc, c = result["state"], result["latency"], result["scaling"], result["compile"]
+    return [
+        f"state: {st['bytes_per_user']:,} bytes per user ({st['users']:,} users), "
+        f"{st['model_bytes_per_item']:,} bytes of model rows per item ({st['items']:,} items); "
+        f"peak RSS of this process {result['peak_rss_mib']:,} MiB",
+        f"latency at half the worker's rate ({lat['rate_events_per_s']:,} ev/s, {lat['events']:,} events, "
+        f"{lat['lists']:,} lists): produce to list readable p50 {lat['p50_ms']} ms, "
+        f"p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms",
+        f"scaling: 1 worker process {sc['workers_1_events_per_s']:,} ev/s, 2 in one group "
+        f"{sc['workers_2_events_per_s']:,} ev/s ({sc['speedup']}x)" if sc else
+        "scaling: not measured (two workers need --partitions 2 or more)",
+        f"kernels: compiled from nothing in {c['cold_seconds']} s ({c['cold_compiled']} kernels), "
+        f"loaded from the cache in {c['warm_seconds']} s ({c['warm_loaded']} kernels, "
+        f"{c['warm_compiled']} compiled again)",
+    ]

@@ -481,7 +481,7 @@ def bench(n_events: int, n_partitions: int, rounds: int, n_users: int, n_items: 
           as_json: bool):
     """Worker throughput against a bare consumer, same broker, same data, same run; then the
     state's size per user and per item, peak memory, and kernel compile time cold and warm."""
-    from streams.cli.bench import run_bench
+    from streams.cli.bench import after_rounds, run_bench
 
     logging.basicConfig(level=logging.WARNING)
     events = None
@@ -499,21 +499,8 @@ def bench(n_events: int, n_partitions: int, rounds: int, n_users: int, n_items: 
                              f"engine worker {r['worker_events_per_s']:>8,} ev/s   ratio {r['ratio']:.3f}"),
                   "median worker/bare ratio")
     if not as_json:
-        st, c = result["state"], result["compile"]
-        click.echo(f"state: {st['bytes_per_user']:,} bytes per user ({st['users']:,} users), "
-                   f"{st['model_bytes_per_item']:,} bytes of model rows per item ({st['items']:,} items); "
-                   f"peak RSS of this process {result['peak_rss_mib']:,} MiB")
-        lat = result["latency"]
-        click.echo(f"latency at half the worker's rate ({lat['rate_events_per_s']:,} ev/s, {lat['events']:,} events, "
-                   f"{lat['lists']:,} lists): produce to list readable p50 {lat['p50_ms']} ms, "
-                   f"p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms")
-        sc = result["scaling"]
-        click.echo(f"scaling: 1 worker process {sc['workers_1_events_per_s']:,} ev/s, 2 in one group "
-                   f"{sc['workers_2_events_per_s']:,} ev/s ({sc['speedup']}x)" if sc else
-                   "scaling: not measured (two workers need --partitions 2 or more)")
-        click.echo(f"kernels: compiled from nothing in {c['cold_seconds']} s ({c['cold_compiled']} kernels), "
-                   f"loaded from the cache in {c['warm_seconds']} s ({c['warm_loaded']} kernels, "
-                   f"{c['warm_compiled']} compiled again)")
+        for text in after_rounds(result):
+            click.echo(text)
 
 
 def _print_rounds(result: dict, as_json: bool, title: str, line, summary: str) -> None:
