@@ -55,6 +55,10 @@ class Metrics:
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000), registry=r)
         self.batch_seconds = Histogram("reco_batch_processing_seconds", "Time to process one batch end to end",
                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.checkpoint_seconds = Histogram("reco_checkpoint_seconds",
+                                            "Time one checkpoint takes (outputs flushed, state rows and offsets "
+                                            "written); no batch is processed meanwhile", buckets=LATENCY_BUCKETS,
+                                            registry=r)
         self.model_seconds = Histogram("reco_model_update_seconds", "Time spent learning from one batch",
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.lag = Gauge("reco_consumer_lag_messages", "Messages behind the partition's end",

@@ -394,6 +394,7 @@ def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run(contr
     lat = result["latency"]
     assert lat["events"] > 0 and 0 < lat["lists"] <= lat["events"]
     assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] < 60_000
+    assert lat["checkpoints"] >= 1 and lat["checkpoint_mean_ms"] > 0  # reco_checkpoint_seconds, as exported
     # one worker process, then two sharing the partitions: both finish every event
     sc = result["scaling"]
     assert sc["workers_1_events_per_s"] > 0 and sc["workers_2_events_per_s"] > 0

@@ -60,6 +60,12 @@ ROWS: list[tuple[str, list[dict]]] = [
              "model update p95"),
             (f"sum(rate(reco_model_update_seconds_sum{SEL}{RI})) / sum(rate(reco_model_update_seconds_count{SEL}{RI}))",
              "model update mean")]),
+        dict(title="Checkpoint duration", unit="s", targets=[
+            (f"histogram_quantile(0.95, sum by (le) (rate(reco_checkpoint_seconds_bucket{SEL}{RI})))", "p95"),
+            (f"sum(rate(reco_checkpoint_seconds_sum{SEL}{RI})) / sum(rate(reco_checkpoint_seconds_count{SEL}{RI}))",
+             "mean")],
+            description="One checkpoint a second: outputs flushed, state rows and offsets written. No batch is "
+                        "processed meanwhile, so this is the tail of produce-to-list latency"),
     ]),
     ("Consumer lag", [
         dict(title="Lag (messages) per partition", unit="short", targets=[

@@ -111,7 +111,8 @@ def latency(settings: Settings, events: list[dict], rate: float, seconds: float 
     running worker, and for every list published on `recommendations`, the time from sending the
     event it answers (its `trigger`) to a consumer reading it — p50/p95/p99 in ms. A list answers
     its user's last event of a batch; earlier events of that user in the batch are in it too."""
-    worker = Worker(settings, Metrics())
+    metrics = Metrics()
+    worker = Worker(settings, metrics)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     reader = clients.consumer(settings, group_id=f"bench-latency-{uuid.uuid4().hex[:6]}",
@@ -166,8 +167,15 @@ def latency(settings: Settings, events: list[dict], rate: float, seconds: float 
 
     def pct(q: float) -> float:
         return round(1000 * took[min(len(took) - 1, int(q * len(took)))], 1) if took else float("nan")
+    checkpoints = {sample.name: sample.value for metric in metrics.checkpoint_seconds.collect()
+                   for sample in metric.samples}
+    count = checkpoints.get("reco_checkpoint_seconds_count", 0.0)
     return {"rate_events_per_s": round(rate), "events": n, "lists": len(took),
-            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99)}
+            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            # the worker's checkpoints over the whole phase (warm-up included): nothing is processed meanwhile
+            "checkpoints": int(count),
+            "checkpoint_mean_ms": round(1000 * checkpoints.get("reco_checkpoint_seconds_sum", 0.0) / count, 1)
+            if count else None}
 
 
 def _worker_process(settings: Settings, consumed, assigned, stop) -> None:
@@ -311,7 +319,8 @@ def after_rounds(result: dict) -> list[str]:
         f"peak RSS of this process {result['peak_rss_mib']:,} MiB",
         f"latency at half the worker's rate ({lat['rate_events_per_s']:,} ev/s, {lat['events']:,} events, "
         f"{lat['lists']:,} lists): produce to list readable p50 {lat['p50_ms']} ms, "
-        f"p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms",
+        f"p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms; {lat['checkpoints']} checkpoints meanwhile, "
+        f"{lat['checkpoint_mean_ms']} ms each on average",
         f"scaling: 1 worker process {sc['workers_1_events_per_s']:,} ev/s, 2 in one group "
         f"{sc['workers_2_events_per_s']:,} ev/s ({sc['speedup']}x)" if sc else
         "scaling: not measured (two workers need --partitions 2 or more)",

@@ -325,7 +325,8 @@ class Worker:
 
     def _checkpoint_or_rewind(self) -> None:
         try:
-            self.checkpoint()
+            with self.metrics.checkpoint_seconds.time():
+                self.checkpoint()
         except DeliveryFailed as e:
             # Outputs of the interval may be missing: forget the interval and replay it from the
             # store's position. Deterministic models re-publish the same lists.
