@@ -149,7 +149,8 @@ def _profile_lines(prof: dict, several: bool) -> list[str]:
     if prof["last_list_shown"]:
         out.append(f"    Last list shown: {_items(prof['last_list_shown'])}")
     if prof["came_back"]:
-        out.append(f"    Came back to an item just had {prof['came_back']} times")
+        n = prof["came_back"]
+        out.append(f"    Came back {n} time{'' if n == 1 else 's'} to an item just had")
     if prof["older_items"]:
         out.append(f"    Earlier items, as a filter of {prof['older_items']['bits']} bits (it can tell whether you had an"
                    " item, not list them): kept out of your lists if you rarely come back to things")

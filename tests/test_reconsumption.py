@@ -120,3 +120,19 @@ def test_the_traffic_rate_is_part_of_the_ranker_row():
     restored = LearnedRanker([0.0] * 12)
     restored.import_rows(rows)
     assert (restored.returns, restored.positives) == (1, 4) and restored.return_rate() == ranker.return_rate()
+
+
+def test_a_person_s_profile_shows_both_new_fields():
+    from online_models.profile import lines, profile, state_profile
+
+    user = UserState()
+    for n in range(MAX_RECENT + 3):
+        user.apply(Interaction(f"v{n}", "u", f"item-{n}", "view", T0 + n))
+    user.apply(Interaction("back", "u", f"item-{MAX_RECENT}", "click", T0 + 999))
+    shown = state_profile(0, user)
+    assert shown["came_back"] == 1 and shown["older_items"]["bits"] == consumed.BITS
+    assert 0 < shown["older_items"]["share_set"] < 0.01 and shown["older_items"]["filter"] == user.older
+    text = "\n".join(lines(profile("u", {0: user}, False, "control", None)))
+    assert "Came back 1 time to an item just had" in text
+    assert "Earlier items, as a filter of 4096 bits" in text
+    assert state_profile(0, UserState())["older_items"] is None
