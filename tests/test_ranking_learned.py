@@ -1,7 +1,8 @@
 """The learned ranker (online_models/ranking/ranker.py, decision 0016): it learns from the traffic which
 signals matter — on ratings, where nobody consumes an item twice, it stops recommending what the
-user already has (with decision 0019's gate); in a shop, returning to the session's items keeps its weight — and the fixed
-blend stays available as an A/B variant that ranks exactly as it would alone."""
+user already has (with decision 0019's gate); in a shop, returning to the session's items keeps
+its weight — and the fixed blend stays available as an A/B variant that ranks exactly as it
+would alone."""
 from __future__ import annotations
 
 import random

@@ -48,9 +48,12 @@ class Rules:
         def allowed(item: str) -> bool:
             if not recommendable(item) or item in purchased or item in skipped or (had is not None and had(item)):
                 return False
-            if include and category(item) not in include:
+            if not include and not exclude:
+                return True
+            cat = category(item)
+            if include and cat not in include:
                 return False
-            return not (exclude and category(item) in exclude)
+            return not (exclude and cat in exclude)
         return allowed
 
 

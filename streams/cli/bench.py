@@ -26,6 +26,18 @@ from streams.settings import Settings
 from streams.worker.processor import Worker
 
 
+def fresh_settings(bootstrap: str, partitions: int, state: Path) -> Settings:
+    """A measurement's own group, topics (created) and state directory on the bench's broker."""
+    tag = uuid.uuid4().hex[:6]
+    s = Settings(bootstrap_servers=bootstrap, group_id=f"bench-{tag}", partitions=partitions,
+                 interactions_topic=f"bench-in-{tag}", recommendations_topic=f"bench-recs-{tag}",
+                 items_topic=f"bench-items-{tag}", dlq_topic=f"bench-dlq-{tag}",
+                 control_topic=f"bench-ctl-{tag}", changelog_topic=f"bench-chg-{tag}",
+                 state_dir=state / tag, session_timeout_ms=2000, metrics_port=0, log_level="WARNING")
+    clients.ensure_topics(s)
+    return s
+
+
 def _fill(settings: Settings, events: list[dict]) -> None:
     producer = Producer({**settings.kafka_common(), "linger.ms": 20})
     for e in events:
@@ -102,7 +114,8 @@ def state_sizes(settings: Settings, events: list[dict]) -> dict:
         finally:
             store.close()
     items = len({e["item_id"] for e in events})
-    return {"users": users, "users_in_events": len({e["user_id"] for e in events}), "bytes_per_user": round(user_bytes / max(users, 1)),
+    return {"users": users, "users_in_events": len({e["user_id"] for e in events}),
+            "bytes_per_user": round(user_bytes / max(users, 1)),
             "items": items, "model_bytes_per_item": round(model_bytes / max(items, 1))}
 
 
@@ -267,14 +280,7 @@ def run_bench(n_events: int, partitions: int, rounds: int, events: list[dict] | 
     results = []
     with EmbeddedBroker(free_port()) as broker, tempfile.TemporaryDirectory() as state:
         for r in range(rounds):
-            tag = uuid.uuid4().hex[:6]
-            s = Settings(bootstrap_servers=broker.bootstrap, group_id=f"bench-{tag}", partitions=partitions,
-                         interactions_topic=f"bench-in-{tag}", recommendations_topic=f"bench-recs-{tag}",
-                         items_topic=f"bench-items-{tag}", dlq_topic=f"bench-dlq-{tag}",
-                         control_topic=f"bench-ctl-{tag}", changelog_topic=f"bench-chg-{tag}",
-                         state_dir=Path(state) / tag, session_timeout_ms=2000, metrics_port=0,
-                         log_level="WARNING")
-            clients.ensure_topics(s)
+            s = fresh_settings(broker.bootstrap, partitions, Path(state))
             _fill(s, events)
             bare = bare_consumer(s, n_events)
             worker = engine_worker(s, n_events)
@@ -282,19 +288,10 @@ def run_bench(n_events: int, partitions: int, rounds: int, events: list[dict] | 
                             "ratio": round(worker / bare, 4)})
         sizes = state_sizes(s, events)  # the last round's stores: every round learns the same events
         half = sorted(x["worker_events_per_s"] for x in results)[len(results) // 2] / 2
-        tag = uuid.uuid4().hex[:6]
-        s = s.model_copy(update={"group_id": f"bench-{tag}", "interactions_topic": f"bench-in-{tag}",
-                                 "recommendations_topic": f"bench-recs-{tag}", "changelog_topic": f"bench-chg-{tag}",
-                                 "state_dir": Path(state) / tag})
-        clients.ensure_topics(s)
-        delay = latency(s, events, half)
+        delay = latency(fresh_settings(broker.bootstrap, partitions, Path(state)), events, half)
         scaling = {}
         for processes in (1, 2) if partitions > 1 else ():  # one worker process, then two in one group
-            tag = uuid.uuid4().hex[:6]
-            s = s.model_copy(update={"group_id": f"bench-{tag}", "interactions_topic": f"bench-in-{tag}",
-                                     "recommendations_topic": f"bench-recs-{tag}",
-                                     "changelog_topic": f"bench-chg-{tag}", "state_dir": Path(state) / tag})
-            clients.ensure_topics(s)
+            s = fresh_settings(broker.bootstrap, partitions, Path(state))
             scaling[f"workers_{processes}_events_per_s"] = round(workers_rate(s, events, processes))
         if scaling:
             scaling["speedup"] = round(scaling["workers_2_events_per_s"] / scaling["workers_1_events_per_s"], 2)
