@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from streams.worker.changelog import (ChainReader, Diverged, NotAChainStart, claim_record, commit_record,
-                                      fence_record, row_headers, snapshot_record)
+from streams.worker.changelog import (ROWS_FORMAT, ChainReader, Diverged, NotAChainStart, Ranges, claim_record,
+                                      commit_record, fence_record, pack_rows, row_headers, rows_key, snapshot_record,
+                                      unpack_rows)
 
 
 class Log:
@@ -22,9 +23,11 @@ class Log:
     def claim(self, e, prev, committed, position, reseed=False):
         self.records.append((*claim_record(e, prev, committed, position, "in-1", reseed), None))
 
-    def interval(self, e, seq, rows: dict, position, commit=True):
+    def interval(self, e, seq, rows: dict, position, commit=True, packed: dict | None = None):
         for k, v in rows.items():
             self.records.append((k, v, row_headers(e, seq)))
+        for n, value in enumerate(pack_rows((packed or {}).items(), limit=16)):
+            self.records.append((rows_key(e, seq, n), value, row_headers(e, seq)))
         if commit:
             self.records.append((*commit_record(e, seq, position), row_headers(e, seq)))
 
@@ -126,3 +129,54 @@ def test_a_reseed_replaces_everything_only_once_its_snapshot_committed():
     assert state == {b"u1": b"x"} and reader.position == 99
     with pytest.raises(NotAChainStart):  # B died while copying: refuse rather than restore less
         restore(half + [(b"u1", b"x", row_headers("B", 0))])
+
+
+def test_packed_rows_keep_order_and_deletes_across_parts_and_refuse_an_unknown_format():
+    rows = {f"m\x00covisit\x00[\"i{n}\"]".encode(): (None if n % 3 == 0 else b"x" * n) for n in range(40)}
+    parts = list(pack_rows(rows.items(), limit=64))
+    assert len(parts) > 5 and all(p.startswith(ROWS_FORMAT) for p in parts)
+    merged: dict = {}
+    for p in parts:
+        merged.update(unpack_rows(p))
+    assert list(merged.items()) == list(rows.items())
+    assert list(pack_rows([])) == []
+    with pytest.raises(ValueError, match="unknown format"):
+        unpack_rows(b"R9" + parts[0][2:])
+
+
+def test_packed_model_rows_apply_at_their_commit_only_and_say_which_records_exist():
+    log = Log()
+    log.fence("A"); log.claim("A", None, None, None)
+    log.interval("A", 0, {b"u1": b"1"}, 10, packed={b"m1": b"a", b"m2": b"a", b"m3": b"a"})
+    log.interval("A", 1, {}, 20, packed={b"m1": b"b", b"m2": None})
+    log.interval("A", 2, {}, 30, packed={b"m1": b"partial"}, commit=False)   # kill -9 mid-checkpoint
+    log.fence("B")
+    log.interval("A", 2, {}, 30, packed={b"m3": b"zombie"})                   # a zombie A goes on
+    log.claim("B", "A", 1, 20)
+    log.interval("B", 0, {}, 25, packed={b"m4": b"4"})
+    expected = {b"u1": b"1", b"m1": b"b", b"m3": b"a", b"m4": b"4"}
+    state, reader = restore(log.records)
+    assert state == expected and reader.position == 25
+    assert b"m3" not in reader.dirty, "a fenced owner's packed record has its own key: nothing to correct"
+    assert {(e, s) for e, s, _, _ in reader.packed_ranges()} >= {("A", 0), ("B", 0)}
+    assert reader.rows > reader.records, "a packed record counts every row it holds"
+    # A snapshot makes everything packed before it garbage for the snapshot after it; the
+    # tombstones that snapshot writes are skipped by a later read.
+    at = log.snapshot("B", 1, {b"u1": b"1"}, 25)
+    log.records[at] = (*snapshot_record("B", 1, reader.packed_ranges()), row_headers("B", 1))
+    log.interval("B", 2, {}, 40, packed={b"m5": b"5"})
+    tombstones = [(k, None, None) for k in Ranges.keys(reader.packed_ranges())]
+    assert rows_key("A", 0, 0) in {k for k, _, _ in tombstones}
+    later, after = restore(log.records[at:] + tombstones)
+    assert later == {b"u1": b"1", b"m5": b"5"}
+    assert after.garbage == reader.packed_ranges() and after.packed_ranges() == [["B", 2, 2, 1]]
+
+
+def test_ranges_cover_each_written_key_and_keep_a_snapshot_run_apart():
+    ranges: list = []
+    for seq, parts in ((0, 2), (1, 1), (3, 2), (4, 40), (5, 1)):
+        Ranges.add(ranges, "A", seq, parts)
+    Ranges.add(ranges, "B", 0, 1)
+    keys = set(Ranges.keys(ranges))
+    assert {rows_key("A", 0, 1), rows_key("A", 3, 1), rows_key("A", 4, 39), rows_key("B", 0, 0)} <= keys
+    assert len(ranges) == 4 and len(keys) < 60, "the snapshot's 40 parts are not multiplied by every interval"

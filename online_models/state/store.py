@@ -128,14 +128,11 @@ class PartitionStore:
         self._db.close()
         self._db = Rdict(str(self.path), options=self._opts)
 
-    def rows(self) -> Iterator[tuple[bytes, bytes]]:
-        """Every data row (users, models, retention, key fingerprint), in key order: what a
-        snapshot copies."""
-        yield from self.scan(USER)
-        yield from self.scan(MODEL)
-        yield from self.scan(RETENTION)
-        yield from self.scan(KEYS)
-        yield from self.scan(OPT_OUT)
+    def rows(self, prefixes: tuple[bytes, ...] = (USER, MODEL, RETENTION, KEYS, OPT_OUT)) -> Iterator[tuple[bytes, bytes]]:
+        """Every data row (users, models, retention, key fingerprint, opt-outs), by prefix, in key
+        order: what a snapshot copies."""
+        for prefix in prefixes:
+            yield from self.scan(prefix)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         it = self._db.iter()

@@ -8,19 +8,25 @@ Records of one changelog partition, in the order an owner `E` writes them:
   \\0claim\\0E      after E's restore: {"prev": epoch, "committed": seq, "position", "input_id",
                    "reseed"} — which of the previous owner's intervals E's state holds (the
                    previous owner's own commit markers may be compacted away, this stays)
-  <row>  h: e=E s=n  a state row of E's interval n (user and model rows as in the store)
+  <row>  h: e=E s=n  a state row of E's interval n (user rows and the other rows that name a
+                   user, as in the store: each on its own key, so compaction and forget reach it)
+  \\0rows\\0E\\0n\\0p  h: e=E s=n  part p of interval n's model rows, packed (`pack_rows`): a few
+                   records per checkpoint however many rows changed; the snapshot that makes
+                   them unneeded deletes them one snapshot later (tombstones)
   \\0snapshot\\0E   {"seq": n}: interval n rewrites every row — a restore may start here
   \\0commit\\0E     {"seq": n, "position": P}: E's intervals up to n are complete; P is the next
                    input offset after them
-Fence, claim and commit keys carry the epoch, so compaction keeps one of each per owner.
+Fence, claim and commit keys carry the epoch, so compaction keeps one of each per owner. Packed
+rows have a key per interval: compaction never drops one, only their tombstones do.
 Changelogs written before this protocol (rows without headers, `\\0position` markers) are read
 as one legacy owner.
 """
 from __future__ import annotations
 
+import struct
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import orjson
 
@@ -30,6 +36,10 @@ FENCE = b"\x00fence\x00"
 CLAIM = b"\x00claim\x00"
 SNAPSHOT = b"\x00snapshot\x00"
 COMMIT = b"\x00commit\x00"
+ROWS = b"\x00rows\x00"
+ROWS_FORMAT = b"R1"  # the packed rows' format and version: what `unpack_rows` reads
+PACKED_BYTES = 256 << 10  # rows per packed record, by size: well under the brokers' 1 MiB record limit
+_LENGTHS = struct.Struct(">Ii")  # key length, value length (-1: the row is deleted)
 LEGACY = ""  # the epoch of records written before this protocol
 
 
@@ -51,8 +61,80 @@ def claim_record(epoch: str, prev: str | None, committed: int | None, position: 
                                                 "input_id": input_id, "reseed": reseed})
 
 
-def snapshot_record(epoch: str, seq: int) -> tuple[bytes, bytes]:
-    return SNAPSHOT + epoch.encode(), orjson.dumps({"seq": seq})
+def snapshot_record(epoch: str, seq: int, garbage: list | None = None) -> tuple[bytes, bytes]:
+    """`garbage`: the packed rows' ranges written before this snapshot (`Ranges`), which the
+    next snapshot deletes."""
+    return SNAPSHOT + epoch.encode(), orjson.dumps({"seq": seq, "garbage": garbage or []})
+
+
+def rows_key(epoch: str, seq: int, part: int) -> bytes:
+    return ROWS + f"{epoch}\x00{seq}\x00{part}".encode()
+
+
+def pack_rows(rows: Iterable[tuple[bytes, bytes | None]], limit: int = PACKED_BYTES) -> Iterator[bytes]:
+    """`rows` as packed records of about `limit` bytes each, in their order (a row bigger than
+    `limit` gets a record of its own)."""
+    part, size = [ROWS_FORMAT], 0
+    pack = _LENGTHS.pack
+    for key, value in rows:
+        if size > limit:
+            yield b"".join(part)
+            part, size = [ROWS_FORMAT], 0
+        part.append(pack(len(key), -1 if value is None else len(value)))
+        part.append(key)
+        if value is not None:
+            part.append(value)
+            size += len(value)
+        size += len(key) + 8
+    if size:
+        yield b"".join(part)
+
+
+def unpack_rows(raw: bytes) -> dict[bytes, bytes | None]:
+    if raw[:2] != ROWS_FORMAT:
+        raise ValueError(f"packed changelog rows of an unknown format {raw[:2]!r} (this worker reads "
+                         f"{ROWS_FORMAT!r}): a newer version wrote them")
+    rows: dict[bytes, bytes | None] = {}
+    at, end, unpack = 2, len(raw), _LENGTHS.unpack_from
+    while at < end:
+        klen, vlen = unpack(raw, at)
+        at += 8
+        key = raw[at:at + klen]
+        at += klen
+        if vlen < 0:
+            rows[key] = None
+        else:
+            rows[key] = raw[at:at + vlen]
+            at += vlen
+    return rows
+
+
+class Ranges:
+    """Which packed-rows records exist, as [epoch, first seq, last seq, most parts] runs: what a
+    snapshot needs to delete them without a list of every key."""
+
+    @staticmethod
+    def add(ranges: list, epoch: str, seq: int, parts: int) -> None:
+        if parts <= 0:
+            return
+        last = ranges[-1] if ranges else None
+        # Runs may span gaps and round parts up (a tombstone of no record costs a few bytes), but
+        # a snapshot's many parts get a run of their own.
+        if last is not None and last[0] == epoch and seq >= last[2] and max(parts, last[3]) <= 2 * min(parts, last[3]):
+            last[2] = seq
+            last[3] = max(last[3], parts)
+        else:
+            ranges.append([epoch, seq, seq, parts])
+
+    @staticmethod
+    def keys(ranges: list) -> list[bytes]:
+        return [rows_key(epoch, seq, part) for epoch, first, last, parts in ranges
+                for seq in range(first, last + 1) for part in range(parts)]
+
+
+def parse_rows_key(key: bytes) -> tuple[str, int, int]:
+    epoch, seq, part = key[len(ROWS):].decode().split("\x00")
+    return epoch, int(seq), int(part)
 
 
 def commit_record(epoch: str, seq: int, position: int | None) -> tuple[bytes, bytes]:
@@ -91,6 +173,10 @@ class ChainReader:
     suspect: bool = False
     reseeding: str | None = None  # an owner that re-seeds the changelog, until its snapshot commits
     records: int = 0
+    rows: int = 0  # rows read: a record of packed rows counts them all
+    packed: dict = field(default_factory=dict)   # (epoch, seq) -> parts of packed rows since the last snapshot read
+    garbage: list = field(default_factory=list)  # packed-rows ranges before it: the next snapshot deletes them
+    boundaries: int = 0  # snapshots of the chain read (not a fenced owner's)
 
     def __post_init__(self):
         if self.local is not None:
@@ -99,7 +185,10 @@ class ChainReader:
             self.committed[self.local] = self.skip
 
     def feed(self, key: bytes, value: bytes | None, headers: list | None) -> None:
+        if key.startswith(ROWS) and value is None:
+            return  # a deleted packed record: a snapshot made it unneeded
         self.records += 1
+        self.rows += 1
         first = self.records == 1 and self.current is None
         if key.startswith(FENCE):
             epoch = key[len(FENCE):].decode()
@@ -139,11 +228,15 @@ class ChainReader:
                 self.input_id = claim["input_id"]
             return
         if key.startswith(SNAPSHOT):
-            epoch = key[len(SNAPSHOT):].decode()
+            epoch, snapshot = key[len(SNAPSHOT):].decode(), orjson.loads(value)
             if first:
                 self.current, self.mid_log = epoch, True
                 self.known.add(epoch)
-                self.committed[epoch] = orjson.loads(value)["seq"] - 1
+                self.committed[epoch] = snapshot["seq"] - 1
+            if epoch == self.current:  # a fenced owner's snapshot is no boundary
+                self.garbage += self.packed_ranges() + snapshot.get("garbage", [])
+                self.packed = {}
+                self.boundaries += 1
             return
         if key.startswith(COMMIT):
             epoch, commit = key[len(COMMIT):].decode(), orjson.loads(value)
@@ -171,6 +264,18 @@ class ChainReader:
                 self.position = int(value)
             return
         epoch, seq = _row_tag(headers)
+        if key.startswith(ROWS):
+            if first:
+                raise NotAChainStart(f"the first record is packed rows of owner {epoch}, not a fence or a snapshot")
+            written_by, written_in, part = parse_rows_key(key)
+            self.packed[written_by, written_in] = max(self.packed.get((written_by, written_in), 0), part + 1)
+            if epoch == self.current and not (epoch == self.local and seq <= self.skip):
+                rows = unpack_rows(value)
+                self.rows += len(rows) - 1
+                self.pending.setdefault(seq, {}).update(rows)
+            elif epoch != self.current and self.mid_log and epoch not in self.known:
+                self.suspect = True
+            return  # a fenced owner's packed rows shadow nothing: its own key, never compacted onto
         if first and epoch == LEGACY:
             self.current = LEGACY
             self.known.add(LEGACY)
@@ -193,6 +298,13 @@ class ChainReader:
         if self.held is not None:
             self._drop(self.held[1])
         self._drop(self.pending)
+
+    def packed_ranges(self) -> list:
+        """The packed-rows records read since the last snapshot, as `Ranges`."""
+        ranges: list = []
+        for (epoch, seq), parts in self.packed.items():
+            Ranges.add(ranges, epoch, seq, parts)
+        return ranges
 
     def last_owner(self) -> tuple[str | None, int | None]:
         """The owner whose state this is and its last committed seq, for the next claim."""

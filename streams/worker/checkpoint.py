@@ -3,8 +3,9 @@
 Order, per checkpoint and partition (the changelog's record protocol: streams/worker/changelog.py):
   1. take every shard's changed rows (user state, model rows) since the last checkpoint;
   2. produce them to the partition's changelog tagged with the owner's epoch and the interval's
-     seq, then the interval's commit marker (seq, next input offset), next to the
-     recommendations and DLQ records already produced since the last checkpoint;
+     seq — rows that name a user each on its key, model rows packed into a few records — then
+     the interval's commit marker (seq, next input offset), next to the recommendations and DLQ
+     records already produced since the last checkpoint;
   3. flush the producer and check every delivery — nothing below happens unless all landed;
   4. write the rows, the next input offset and the owner's seq to the shard's RocksDB in ONE
      WriteBatch;
@@ -15,7 +16,8 @@ A crash anywhere before 4 replays the interval from the old position; with deter
 models the replay re-publishes byte-identical lists, so the compacted outputs end up equal. A
 restore never applies an interval whose commit marker did not land, nor a fenced owner's.
 When the changelog since the last snapshot outgrows the state, the owner writes a snapshot (every
-row again, as one interval), so a restore reads a bounded multiple of the state, not the history.
+row again, as one interval), so a restore reads a bounded multiple of the state, not the history;
+it deletes the packed records from before the snapshot before it, which no restore reads again.
 """
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ from typing import Callable
 from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from online_models.engine import Engine
-from online_models.state.store import OPT_OUT, RETENTION_INDEX, USER
+from online_models.state.store import KEYS, MODEL, OPT_OUT, RETENTION, RETENTION_INDEX, USER
 from streams.metrics import Metrics
-from streams.worker.changelog import commit_record, row_headers, snapshot_record
+from streams.worker.changelog import ROWS as ROWS_KEY
+from streams.worker.changelog import Ranges, commit_record, pack_rows, row_headers, rows_key, snapshot_record
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +126,16 @@ class Checkpointer:
             meta = dict(engine.store.meta)
             seq = meta["seq"] + 1
             headers = row_headers(meta["epoch"], seq)
-            for n, (key, value) in enumerate(rows.items()):
+            records = self._records(meta["epoch"], seq, rows.items())
+            for n, (key, value) in enumerate(records):
                 self.produce(self.changelog_topic, key, value, partition=partition, headers=headers)
-                if n == len(rows) // 2:
+                if n == len(records) // 2:
                     self._maybe_fault()
             key, value = commit_record(meta["epoch"], seq, position if position is not None else engine.store.position)
             committed_at: list[int] = []
             self.produce(self.changelog_topic, key, value, partition=partition, headers=headers, offsets=committed_at)
+            meta["packed"] = [list(r) for r in meta.get("packed", [])]
+            Ranges.add(meta["packed"], meta["epoch"], seq, sum(k.startswith(ROWS_KEY) for k, _ in records))
             meta.update(seq=seq, log_records=meta.get("log_records", 0) + len(rows) + 1)
             staged[partition] = (engine, rows, position, meta, committed_at)
         self.flush()
@@ -144,6 +150,16 @@ class Checkpointer:
                        if pos is not None]
             if offsets or snapshots:
                 commit_offsets(offsets + snapshots)
+
+    @staticmethod
+    def _records(epoch: str, seq: int, rows) -> list[tuple[bytes, bytes | None]]:
+        """An interval's changelog records: each row that is not a model row on its own key (the
+        rows that name a user: compaction keeps their latest only, forget's tombstone reaches
+        every copy), the model rows packed into a few records."""
+        keyed, models = [], []
+        for key, value in rows:
+            (models if key.startswith(MODEL) else keyed).append((key, value))
+        return keyed + [(rows_key(epoch, seq, n), packed) for n, packed in enumerate(pack_rows(models))]
 
     @staticmethod
     def _erase_people(engine: Engine, rows: dict[bytes, bytes | None]) -> None:
@@ -167,17 +183,35 @@ class Checkpointer:
         seq = meta["seq"] + 1
         headers = row_headers(meta["epoch"], seq)
         offsets: list[int] = []
-        key, value = snapshot_record(meta["epoch"], seq)
+        before = meta.get("packed", [])  # packed since the last snapshot: unneeded after the next one
+        key, value = snapshot_record(meta["epoch"], seq, before)
         self.produce(self.changelog_topic, key, value, partition=partition, headers=headers, offsets=offsets)
         rows = 0
-        for key, value in store.rows():
+        for key, value in store.rows((USER, RETENTION, KEYS, OPT_OUT)):
             self.produce(self.changelog_topic, key, value, partition=partition, headers=headers)
             rows += 1
+        models = [0]
+
+        def model_rows():
+            for row in store.scan(MODEL):
+                models[0] += 1
+                yield row
+        parts = 0
+        for parts, packed in enumerate(pack_rows(model_rows()), 1):
+            self.produce(self.changelog_topic, rows_key(meta["epoch"], seq, parts - 1), packed,
+                         partition=partition, headers=headers)
         key, value = commit_record(meta["epoch"], seq, store.position)
         self.produce(self.changelog_topic, key, value, partition=partition, headers=headers, offsets=offsets)
+        # The snapshot before this one is now the oldest a restore may need (it starts at this one,
+        # or at that one if this one proves a fenced owner's): what was packed before it goes.
+        for key in Ranges.keys(meta.get("garbage", [])):
+            self.produce(self.changelog_topic, key, None, partition=partition)
         self.flush()
+        rows += models[0]
+        packed: list = []
+        Ranges.add(packed, meta["epoch"], seq, parts)
         meta.update(seq=seq, log_records=rows + 2, snapshot_rows=rows, since=offsets[0], next=offsets[1] + 1,
-                    snapshot_at=time.time())
+                    snapshot_at=time.time(), packed=packed, garbage=before)
         store.write({}, None, meta)
         self.metrics.snapshots.inc()
         log.info("partition %d: changelog snapshot of %d rows at offset %d", partition, rows, offsets[0])

@@ -450,7 +450,7 @@ class Worker:
             acq.job = None
         input_id = acq.ids[s.interactions_topic]
         stored_input = restored.input_id if restored is not None and restored.input_id else store.meta.get("input_id")
-        log_records = (store.meta.get("log_records", 0) if acq.local else 0) + (restored.records if restored else 0)
+        log_records = (store.meta.get("log_records", 0) if acq.local else 0) + (restored.rows if restored else 0)
         snapshot_rows = store.meta.get("snapshot_rows", 0) if acq.local else 0
         if None not in (stored_input, input_id) and stored_input != input_id and store.position:
             # Policy for a recreated input topic: its offsets are a new log. Keep the state
@@ -466,7 +466,8 @@ class Worker:
                                                                              input_id, acq.reseed))
         store.write({}, None, {"epoch": acq.epoch, "seq": -1, "fence": acq.fence, "next": claimed_at + 1,
                                "changelog_id": acq.ids[s.changelog_topic], "input_id": input_id,
-                               "log_records": log_records, "snapshot_rows": snapshot_rows})
+                               "log_records": log_records, "snapshot_rows": snapshot_rows,
+                               **self._packed_records(store.meta if acq.local else {}, restored)})
         if restored is not None and restored.corrections:
             self.checkpointer.corrections[partition] = restored.corrections
         engine = Engine(store, self.catalog, self.config)
@@ -477,6 +478,17 @@ class Worker:
                                                  self.checkpointer.snapshot(partition, engine))])
         self.next_offset[partition] = store.position or 0
         self._assign_shards()
+
+    @staticmethod
+    def _packed_records(meta: dict, restored) -> dict:
+        """Which packed-rows records the changelog holds, since the last snapshot and before it
+        (the next snapshot deletes those): the local store's and what the restore read."""
+        packed, garbage = meta.get("packed", []), meta.get("garbage", [])
+        if restored is not None:
+            if restored.boundaries:
+                packed, garbage = [], garbage + packed + restored.garbage
+            packed = packed + restored.packed
+        return {"packed": packed, "garbage": garbage}
 
     def _assign_shards(self) -> None:
         """Fetch exactly the partitions with a ready shard, each from its next offset."""

@@ -32,6 +32,10 @@ class Restored:
     input_id: str | None
     corrections: dict         # rows whose newest changelog record was not applied: rewrite them
     records: int
+    rows: int                 # rows they held (packed records hold many)
+    packed: list              # packed-rows ranges read since the last snapshot (changelog.Ranges)
+    garbage: list             # ... and before it: the next snapshot deletes them
+    boundaries: int           # snapshots read
 
 
 class RestoreJob:
@@ -147,7 +151,8 @@ class RestoreJob:
         if reader.records:
             log.info("%s partition %d from the changelog: %d records, position %s",
                      "caught up" if self.local else "restored", self.partition, reader.records, self.store.position)
-        return Restored(self.store.position, prev, committed, reader.input_id, corrections, reader.records)
+        return Restored(self.store.position, prev, committed, reader.input_id, corrections, reader.records,
+                        reader.rows, reader.packed_ranges(), reader.garbage, reader.boundaries)
 
     def close(self) -> None:
         self._client.close()
