@@ -26,7 +26,7 @@ from online_models.ranking.candidates import CandidateSources
 from online_models.ranking.ranker import LearnedRanker, prior
 from online_models.ranking.recommender import Recommender, Scored
 from online_models.ranking.rules import NO_REQUEST, Request
-from online_models.state import rowkeys
+from online_models.state import binrows, rowkeys
 from online_models.state.store import (MODEL, OPT_OUT, PSEUDONYM_KEY, RETENTION, RETENTION_CLOCK,
                                        RETENTION_INDEX, USER, PartitionStore, model_key, retention_key,
                                        retention_ts, user_key)
@@ -391,7 +391,7 @@ class Engine:
         for name, model in self.models.items():
             exported = model.export_dirty()
             for key, value in exported.items():
-                rows[model_key(name, key)] = None if value is None else orjson.dumps(value)
+                rows[model_key(name, key)] = None if value is None else binrows.encode(value)
             if exported and name not in self._formatted:
                 rows[model_key(name, rowkeys.FORMAT)] = orjson.dumps(rowkeys.FORMAT_VERSION)
                 self._formatted.add(name)
@@ -411,7 +411,7 @@ class Engine:
     def _restore_models(self) -> None:
         for name, model in self.models.items():
             prefix = MODEL + name.encode() + b"\x00"
-            rows = {k[len(prefix):].decode(): orjson.loads(v) for k, v in self.store.scan(prefix)}
+            rows = {k[len(prefix):].decode(): binrows.decode(v) for k, v in self.store.scan(prefix)}
             if not rows:
                 continue
             version = rows.get(rowkeys.FORMAT)
@@ -427,9 +427,12 @@ class Engine:
             elif version == rowkeys.FORMAT_VERSION:
                 self._formatted.add(name)
                 model.import_rows(rows)
+            elif version == 2:  # JSON where format 3 has binary rows (binrows.py): read, rewrite all
+                model.import_rows(rows)
+                getattr(model, "mark_all_dirty", lambda: None)()
             else:
                 raise StateFormatError(f"{self.store.path}: model {name!r} rows are in format {version}, "
-                                       f"this version reads formats 1 and {rowkeys.FORMAT_VERSION}: "
+                                       f"this version reads formats 1 to {rowkeys.FORMAT_VERSION}: "
                                        f"run the version that wrote them, or delete the directory to rebuild")
 
     # -- inspection -----------------------------------------------------------------------

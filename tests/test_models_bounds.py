@@ -13,6 +13,7 @@ from online_models.models.context import EventScopes
 from online_models.models.covisitation import CoVisitation
 from online_models.models.mf import OnlineMF
 from online_models.models.trending import GLOBAL, Trending
+from online_models.state import binrows
 from online_models.state.store import MODEL, PartitionStore
 from online_models.state.user_state import UserState
 
@@ -79,7 +80,7 @@ def test_mf_holds_at_most_its_capacity_of_item_factors_and_stays_dense():
     apply(rows, model.export_dirty())
     assert len(model.ids) <= CAP and len(rows) == len(model.ids)
     assert all(model.index[item] == r for r, item in enumerate(model.ids))
-    assert sorted(orjson.loads(r)[0] if isinstance(r, bytes) else r[0] for r in rows.values()) == list(range(len(model.ids)))
+    assert sorted(binrows.readable(r)[0] for r in rows.values()) == list(range(len(model.ids)))
     assert not model.vectors[len(model.ids):].any()
 
 

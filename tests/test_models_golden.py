@@ -16,7 +16,7 @@ from online_models.events import Interaction
 
 YOOCHOOSE = Path(__file__).resolve().parents[2] / "shared" / "data" / "yoochoose-sample" / "clicks.tsv"
 EVENTS = 3000
-GOLDEN = "4e2bec98b932da74"
+GOLDEN = "9e4b940cc036c18a"
 
 
 @pytest.mark.skipif(not YOOCHOOSE.exists(), reason="shared data not mounted")

@@ -11,6 +11,7 @@ from online_models.catalog import Catalog
 from online_models.engine import Engine
 from online_models.evaluation import synthetic
 from online_models.events import Interaction
+from online_models.state import binrows
 from online_models.state.store import MODEL, PartitionStore
 from streams.schemas import validator
 from streams.worker.decode import Rejected, decode_interaction
@@ -73,7 +74,7 @@ def pickle_state(engine: Engine, model: str) -> bytes:
     return orjson.dumps([sorted((k, sorted(v.items())) for k, v in state.items()), m.decay.landmark])
 
 
-def test_a_format_1_store_is_read_and_rewritten_in_format_2(tmp_path):
+def test_a_format_1_store_is_read_and_rewritten_in_the_current_format(tmp_path):
     """State written before keys were encoded: read as it was meant, rewritten at the next checkpoint."""
     store = PartitionStore(tmp_path / "s")
     vec = np.full(16, 0.01).tolist()
@@ -95,10 +96,39 @@ def test_a_format_1_store_is_read_and_rewritten_in_format_2(tmp_path):
     assert again.mf.index == {"i1": 0, "i2": 1} and again.pending_rows() == {}
 
 
+def test_a_format_2_store_is_read_and_rewritten_with_binary_rows(tmp_path):
+    """Format 2 kept every model row as JSON: read as it is, every row rewritten at the next
+    checkpoint (co-visitation and MF rows binary), the same model afterwards."""
+    store = PartitionStore(tmp_path / "s")
+    vec = np.full(16, 0.01).tolist()
+    rows = {("covisit", '["i1"]'): {"i2": 1.0, "i3": 0.25}, ("covisit", '["i2"]'): {"i1": 0.5},
+            ("covisit", "#landmark"): 1_700_000_000_000, ("covisit", "#format"): 2,
+            ("mf", '["i1"]'): [0, 0.1, 1_700_000_000_000, *vec], ("mf", '["i2"]'): [1, 0.2, 5, *vec],
+            ("mf", "#format"): 2}
+    store.write({MODEL + m.encode() + b"\x00" + k.encode(): orjson.dumps(v) for (m, k), v in rows.items()}, 0)
+    engine = Engine(store, odd_catalog())
+    before = pickle_state(engine, "covisit"), pickle_state(engine, "mf")
+    engine.checkpoint(0)
+    stored = dict(store.scan(MODEL))
+    assert binrows.is_binary(stored[MODEL + b'covisit\x00["i1"]']) and binrows.is_binary(stored[MODEL + b'mf\x00["i2"]'])
+    assert stored[MODEL + b"covisit\x00#format"] == stored[MODEL + b"mf\x00#format"] == b"3"
+    assert binrows.readable(stored[MODEL + b'covisit\x00["i1"]']) == {"i2": 1.0, "i3": 0.25}
+    assert binrows.readable(stored[MODEL + b'mf\x00["i2"]']) == [1, 0.2, 5, *vec]
+    again = Engine(store, odd_catalog())
+    assert (pickle_state(again, "covisit"), pickle_state(again, "mf")) == before and again.pending_rows() == {}
+
+
+def test_binary_rows_refuse_a_kind_they_do_not_know():
+    row = binrows.pack_neighbours(["a", "\u00e9\x01"], np.array([1.0, 0.5]))
+    assert binrows.unpack_neighbours(row) == {"a": 1.0, "\u00e9\x01": 0.5}
+    with pytest.raises(ValueError, match="another version"):
+        binrows.unpack_vector(row)
+
+
 def test_a_store_from_a_newer_format_is_refused_with_a_clear_message(tmp_path):
     store = PartitionStore(tmp_path / "s")
-    store.write({MODEL + b"covisit\x00#format": b"3", MODEL + b'covisit\x00["i1"]': b'{"i2":1.0}'}, 0)
-    with pytest.raises(ValueError, match="format 3"):
+    store.write({MODEL + b"covisit\x00#format": b"4", MODEL + b'covisit\x00["i1"]': b'{"i2":1.0}'}, 0)
+    with pytest.raises(ValueError, match="format 4"):
         Engine(store, odd_catalog())
 
 

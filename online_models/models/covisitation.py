@@ -18,7 +18,7 @@ from online_models.events import Interaction
 from online_models.models import covisit_kernels as k
 from online_models.models.decay import ForwardDecay
 from online_models.models.trending import keep_after_eviction
-from online_models.state import rowkeys
+from online_models.state import binrows, rowkeys
 from online_models.state.item_ids import ItemIds
 from online_models.state.user_state import UserState
 
@@ -204,10 +204,19 @@ class CoVisitation:
         """Changed rows since the last call; None deletes an evicted one."""
         changed = self._pending
         changed.update(self.ids.ids[a] for a in np.flatnonzero(self.dirty[:len(self.ids)]))
-        rows: dict[str, object] = {rowkeys.key(a): (self.row(a) or None) for a in changed}
+        rows: dict[str, object] = {rowkeys.key(a): self._packed(a) for a in changed}
         self._pending = set()
         self.dirty[:] = 0
         return self.decay.stamp(rows)
+
+    def _packed(self, item_id: str) -> bytes | None:
+        """The item's row as binary neighbours (binrows.py); None: no row."""
+        a = self.ids.get(item_id)
+        if a < 0 or not self.cp[a]:
+            return None
+        o, n = self.off[a], self.ln[a]
+        ids = self.ids.ids
+        return binrows.pack_neighbours([ids[b] for b in self.nb[o:o + n].tolist()], self.wt[o:o + n])
 
     def mark_all_dirty(self) -> None:
         self.dirty[:len(self.ids)] = self.cp[:len(self.ids)] > 0
@@ -216,7 +225,8 @@ class CoVisitation:
         self.decay.take_landmark(rows)
         for key in sorted(filter(rowkeys.is_data, rows)):
             (a,) = rowkeys.parts(key)
-            row: dict[str, float] = rows[key]  # type: ignore[assignment]
+            raw = rows[key]
+            row: dict[str, float] = binrows.unpack_neighbours(raw) if isinstance(raw, bytes) else raw  # type: ignore[assignment]
             self._grow_to(len(self.ids) + 1 + len(row), 1)  # before interning: may renumber
             ids = self.ids
             aa = ids.intern(a)

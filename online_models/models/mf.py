@@ -19,7 +19,7 @@ import numpy as np
 from online_models.events import Interaction
 from online_models.models import mf_kernels as kernels
 from online_models.models.trending import keep_after_eviction
-from online_models.state import rowkeys
+from online_models.state import binrows, rowkeys
 from online_models.state.user_state import UserState
 
 SESSION_ITEMS = 5  # latest session items averaged into the user's representation
@@ -160,12 +160,13 @@ class OnlineMF:
 
     # -- persistence ----------------------------------------------------------------------
     def export_dirty(self) -> dict[str, object]:
-        """Changed rows since the last call, [index, bias, last ts, *vector]; None deletes."""
+        """Changed rows since the last call, binary (index, bias, last ts, vector: binrows.py);
+        None deletes."""
         rows: dict[str, object] = {}
         for item in self._dirty:
             i = self.index.get(item)
             rows[rowkeys.key(item)] = None if i is None else \
-                [i, float(self.bias[i]), self.seen.get(item, 0), *self.vectors[i].tolist()]
+                binrows.pack_vector(i, float(self.bias[i]), self.seen.get(item, 0), self.vectors[i])
         self._dirty.clear()
         return rows
 
@@ -173,7 +174,8 @@ class OnlineMF:
         self._dirty.update(self.ids)
 
     def import_rows(self, rows: dict[str, object]) -> None:
-        data = {rowkeys.parts(k)[0]: v for k, v in rows.items() if rowkeys.is_data(k)}
+        data = {rowkeys.parts(k)[0]: (binrows.readable(v) if isinstance(v, bytes) else v)
+                for k, v in rows.items() if rowkeys.is_data(k)}
         for item in sorted(data, key=lambda k: data[k][0]):  # type: ignore[index]
             i, b, *rest = data[item]  # type: ignore[misc]
             if len(rest) > self.factors:  # format 1 rows had no last-interaction ts

@@ -6,14 +6,16 @@ A model's own bookkeeping rows start with `#`, which no JSON array does.
 
 Format 1 (before the `#format` row existed) joined parts with U+001F and kept the landmark
 under "\\x00landmark": a category containing U+001F or an item called "\\x00landmark" corrupted
-it. A store in format 1 is still read, and rewritten in format 2 at the next checkpoint.
+it. A store in format 1 is still read, and rewritten in the current format at the next checkpoint.
+Format 3 keeps format 2's keys and stores co-visitation and MF rows as binary values
+(binrows.py); a format 2 store is read and rewritten whole at its next checkpoint.
 """
 from __future__ import annotations
 
 import orjson
 
 FORMAT = "#format"          # value: FORMAT_VERSION, written with a model's first rows
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 LANDMARK = "#landmark"      # a decayed model's landmark (see decay.py)
 
 LEGACY_SEPARATOR = "\x1f"

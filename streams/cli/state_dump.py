@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 
+from online_models.state import binrows
 from online_models.state.store import (MODEL, RETENTION_CLOCK, RETENTION_INDEX, USER, PartitionStore,
                                        partition_stores, retention_ts)
 
@@ -26,7 +27,8 @@ def dump_state(state_dir: Path, topic: str, include_models: bool = False) -> byt
             if include_models:
                 rows = models.setdefault(str(partition), {})
                 for key, raw in store.scan(MODEL):
-                    rows[key[len(MODEL):].decode().replace("\x00", "/")] = orjson.loads(raw)
+                    rows[key[len(MODEL):].decode().replace("\x00", "/")] = \
+                        binrows.readable(raw) if binrows.is_binary(raw) else binrows.decode(raw)
                 clock = store.get(RETENTION_CLOCK)
                 if clock is not None:
                     retention[str(partition)] = {"clock": int(clock), "last_ts": {
