@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import orjson
 
 from online_models.state.store import POSITION as LEGACY_POSITION
@@ -39,7 +40,7 @@ COMMIT = b"\x00commit\x00"
 ROWS = b"\x00rows\x00"
 ROWS_FORMAT = b"R1"  # the packed rows' format and version: what `unpack_rows` reads
 PACKED_BYTES = 256 << 10  # rows per packed record, by size: well under the brokers' 1 MiB record limit
-_LENGTHS = struct.Struct(">Ii")  # key length, value length (-1: the row is deleted)
+_COUNT = struct.Struct("<I")
 LEGACY = ""  # the epoch of records written before this protocol
 
 
@@ -72,40 +73,46 @@ def rows_key(epoch: str, seq: int, part: int) -> bytes:
 
 
 def pack_rows(rows: Iterable[tuple[bytes, bytes | None]], limit: int = PACKED_BYTES) -> Iterator[bytes]:
-    """`rows` as packed records of about `limit` bytes each, in their order (a row bigger than
-    `limit` gets a record of its own)."""
-    part, size = [ROWS_FORMAT], 0
-    pack = _LENGTHS.pack
+    """`rows` as packed records of about `limit` bytes each, in their order. Format R1, by
+    column: row count (uint32), key lengths (uint32 each), value lengths (int32 each, -1: the
+    row is deleted), the keys, the values; little-endian."""
+    keys: list[bytes] = []
+    values: list[bytes | None] = []
+    size = 0
     for key, value in rows:
+        keys.append(key)
+        values.append(value)
+        size += len(key) + (0 if value is None else len(value))
         if size > limit:
-            yield b"".join(part)
-            part, size = [ROWS_FORMAT], 0
-        part.append(pack(len(key), -1 if value is None else len(value)))
-        part.append(key)
-        if value is not None:
-            part.append(value)
-            size += len(value)
-        size += len(key) + 8
-    if size:
-        yield b"".join(part)
+            yield _packed(keys, values)
+            keys, values, size = [], [], 0
+    if keys:
+        yield _packed(keys, values)
+
+
+def _packed(keys: list[bytes], values: list[bytes | None]) -> bytes:
+    n = len(keys)
+    key_lengths = np.fromiter(map(len, keys), dtype="<u4", count=n)
+    value_lengths = np.fromiter((-1 if v is None else len(v) for v in values), dtype="<i4", count=n)
+    return b"".join((ROWS_FORMAT, _COUNT.pack(n), key_lengths.tobytes(), value_lengths.tobytes(), b"".join(keys),
+                     b"".join(v for v in values if v is not None)))
 
 
 def unpack_rows(raw: bytes) -> dict[bytes, bytes | None]:
     if raw[:2] != ROWS_FORMAT:
         raise ValueError(f"packed changelog rows of an unknown format {raw[:2]!r} (this worker reads "
                          f"{ROWS_FORMAT!r}): a newer version wrote them")
+    (n,) = _COUNT.unpack_from(raw, 2)
+    at = 2 + _COUNT.size
+    key_lengths = np.frombuffer(raw, dtype="<u4", count=n, offset=at).astype(np.int64)
+    value_lengths = np.frombuffer(raw, dtype="<i4", count=n, offset=at + 4 * n).astype(np.int64)
+    key_ends = (at + 8 * n + np.cumsum(key_lengths)).tolist()
+    value_ends = (key_ends[-1] + np.cumsum(np.maximum(value_lengths, 0))).tolist() if n else []
     rows: dict[bytes, bytes | None] = {}
-    at, end, unpack = 2, len(raw), _LENGTHS.unpack_from
-    while at < end:
-        klen, vlen = unpack(raw, at)
-        at += 8
-        key = raw[at:at + klen]
-        at += klen
-        if vlen < 0:
-            rows[key] = None
-        else:
-            rows[key] = raw[at:at + vlen]
-            at += vlen
+    key_at, value_at = at + 8 * n, key_ends[-1] if n else 0
+    for key_end, value_end, deleted in zip(key_ends, value_ends, (value_lengths < 0).tolist()):
+        rows[raw[key_at:key_end]] = None if deleted else raw[value_at:value_end]
+        key_at, value_at = key_end, value_end
     return rows
 
 
