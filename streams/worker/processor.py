@@ -110,7 +110,7 @@ class Worker:
                 self._catalog_feed.fetch()
                 if self.restoring:
                     self._advance_acquisitions()
-                msgs = self._consumer.consume(s.batch_size, 0 if self.restoring else s.batch_timeout_s)
+                msgs = self._next_batch()
                 if msgs:
                     self.process(msgs)
                 if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
@@ -128,6 +128,17 @@ class Worker:
 
     def stop(self) -> None:
         self.stop_requested.set()
+
+    def _next_batch(self) -> list[Message]:
+        """What has arrived, up to a batch: waiting only while nothing has (up to the batch
+        timeout), never to fill a batch, so a worker that keeps up answers each event at once and
+        one that falls behind gets full batches from its prefetched queue."""
+        s = self.settings
+        msgs = self._consumer.consume(s.batch_size, 0)
+        if msgs or self.restoring:
+            return msgs
+        first = self._consumer.poll(s.batch_timeout_s)
+        return [] if first is None else [first, *self._consumer.consume(s.batch_size - 1, 0)]
 
     def _shutdown(self, checkpoint: bool = True) -> None:
         if checkpoint:
