@@ -7,13 +7,14 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator
 
 import click
 
 from online_models.evaluation.datasets import FORMATS, MOVIELENS_MAPPING
 from streams.cli.evaluate import evaluate
 from streams.cli.invocation import settings_for
+from streams.cli.privacy import explain, forget, opt_in, opt_out
+from streams.cli.reading import dlq, tail
 from streams.settings import Settings
 
 
@@ -189,113 +190,6 @@ def serve(ctx: click.Context, port: int | None):
     run_serve(settings)
 
 
-@cli.command()
-@click.argument("user_id")
-@click.pass_context
-def forget(ctx: click.Context, user_id: str):
-    """Ask the engine to forget USER_ID everywhere.
-
-    Writes a request to the control topic; `reco serve` forwards it to the workers, so nothing
-    happens until a `reco serve` runs (a request written before waits for it)."""
-    from streams.clients import ensure_topics, producer
-    from streams.serve.app import forget_request
-
-    settings = settings_for(ctx)
-    ensure_topics(settings)
-    p = producer(settings)
-    p.produce(settings.control_topic, key=user_id.encode(), value=forget_request(user_id))
-    if p.flush(settings.delivery_timeout_s):
-        raise click.ClickException("the forget-user request was not delivered")
-    _control_sent(settings, "forget-user", user_id)
-
-
-def _control_sent(settings: Settings, what: str, user_id: str) -> None:
-    """Say where the request went and, on stderr, whether a `reco serve` is there to forward it."""
-    from streams.clients import group_active
-
-    click.echo(f"{what} request for {user_id!r} sent to {settings.control_topic}; "
-               "`reco serve` forwards it to the workers")
-    active = group_active(settings, settings.serve_group_id)
-    if active is False:
-        click.echo(f"warning: no `reco serve` is running (group {settings.serve_group_id} has no members): "
-                   f"the request waits in {settings.control_topic} until one starts", err=True)
-    elif active is None:
-        click.echo(f"note: written to {settings.control_topic}; `reco serve` (group {settings.serve_group_id}) "
-                   "forwards it to the workers (is it running?)", err=True)
-
-
-def _send_control(ctx: click.Context, user_id: str, action: str) -> None:
-    from streams.clients import ensure_topics, producer
-    from streams.control import control_request, request_problem
-
-    problem = request_problem(user_id, action)
-    if problem is not None:
-        raise click.ClickException(f"invalid user id: {problem}")
-    settings = settings_for(ctx)
-    ensure_topics(settings)
-    p = producer(settings)
-    p.produce(settings.control_topic, key=user_id.encode(), value=control_request(user_id, action))
-    if p.flush(settings.delivery_timeout_s):
-        raise click.ClickException(f"the {action} request was not delivered")
-    _control_sent(settings, action, user_id)
-
-
-@cli.command("opt-out")
-@click.argument("user_id")
-@click.pass_context
-def opt_out(ctx: click.Context, user_id: str):
-    """USER_ID objects to profiling: their profile is deleted, none is kept from then on, and
-    their lists are non-personalised (trending, popular on their device) until they opt in.
-
-    Writes a request to the control topic; `reco serve` forwards it to the workers, so nothing
-    happens until a `reco serve` runs (a request written before waits for it)."""
-    _send_control(ctx, user_id, "opt_out")
-
-
-@cli.command("opt-in")
-@click.argument("user_id")
-@click.pass_context
-def opt_in(ctx: click.Context, user_id: str):
-    """End USER_ID's opt-out: their next events build a profile again, starting from an empty one.
-
-    Writes a request to the control topic; `reco serve` forwards it to the workers, so nothing
-    happens until a `reco serve` runs (a request written before waits for it)."""
-    _send_control(ctx, user_id, "opt_in")
-
-
-@cli.command()
-@click.argument("user_id")
-@click.option("--json", "as_json", is_flag=True, help="print the profile as one JSON object (sorted keys)")
-@click.pass_context
-def explain(ctx: click.Context, user_id: str, as_json: bool):
-    """Show what the engine holds about USER_ID (their right of access), in words: recent items
-    and event types, session, purchases, skips, taste categories, A/B variant, opt-out status
-    and the current list with its reasons.
-
-    Reads the worker's stores under --state-dir read-only (it works beside a running worker; run
-    it on each worker's host, or ask `reco serve`: GET /users/{user_id}/profile/) and the user's
-    latest list on the recommendations topic. A user the engine holds nothing about (never
-    seen, forgotten, deleted after the retention period) is answered so, with exit status 0;
-    with --json, "held" is then false."""
-    from online_models.profile import lines
-    from streams.control import request_problem
-    from streams.profile import ProfileError, build, current_list, from_stores, to_json
-
-    problem = request_problem(user_id, "forget_user")
-    if problem is not None:
-        raise click.ClickException(f"invalid user id: {problem}")
-    settings = settings_for(ctx)
-    if not Path(settings.state_dir).is_dir():
-        raise click.ClickException(f"no state directory at {settings.state_dir} (--state-dir / RECO_STATE_DIR: "
-                                   "a worker's; or ask `reco serve`: GET /users/{user_id}/profile/)")
-    try:
-        states, opted_out = from_stores(settings, user_id)
-        found = build(settings, user_id, states, opted_out, current_list(settings, user_id))
-    except ProfileError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo(to_json(found, indent=True).decode() if as_json else "\n".join(lines(found)))
-
-
 @cli.command(epilog=MOVIELENS_MAPPING)
 @click.argument("file", type=click.Path(exists=True))
 @click.option("--rate", type=float, help="events per second (default: as fast as possible)")
@@ -370,75 +264,6 @@ def produce(ctx: click.Context, file: str, rate: float | None, limit: int | None
         click.echo(f"interrupted: sent {sent} of {len(events)} records ({counted})")
         return
     click.echo(f"sent {counted}" + (f"; skipped {len(bad)} invalid records" if bad else ""))
-
-
-def echo_lines(lines: Iterator[str], count: int | None) -> int:
-    """Print `lines` as they come, stopping after `count` of them (Ctrl-C ends quietly); returns
-    how many were printed."""
-    shown = 0
-    try:
-        for text in lines:
-            click.echo(text)
-            shown += 1
-            if count and shown >= count:
-                break
-    except KeyboardInterrupt:
-        pass
-    return shown
-
-
-@cli.command()
-@click.option("--from-beginning", is_flag=True,
-              help="first replay every update still in the topic (compaction keeps at least each "
-                   "user's latest; older ones may include users forgotten since)")
-@click.option("--user", "user_id", help="only this user")
-@click.option("--json", "as_json", is_flag=True, help="print raw JSON values, one recommendation per line; a deleted "
-              "list prints as null (use --user to know whose)")
-@click.option("--timeout", type=float, help="stop after this many seconds")
-@click.option("--count", type=int, help="stop after this many updates")
-@click.pass_context
-def tail(ctx: click.Context, from_beginning: bool, user_id: str | None, as_json: bool,
-         timeout: float | None, count: int | None):
-    """Print recommendation updates as they arrive; a deleted list (the user was forgotten, opted
-    out or deleted after the retention period: the tombstone does not say which) prints as
-    "USER  list deleted (forgotten, opted out or expired)"."""
-    import orjson
-
-    from streams.cli.tail import NotARecommendation, follow, format_deleted, format_line
-
-    def line(user: str, rec: dict | None) -> str:
-        if rec is None:  # a tombstone: forgotten, opted out or expired
-            # --json: the tombstone's value, null, so every other line stays a recommendation
-            return "null" if as_json else format_deleted(user)
-        return orjson.dumps(rec).decode() if as_json else format_line(rec)
-
-    updates = follow(settings_for(ctx), from_beginning=from_beginning, timeout_s=timeout)
-    try:
-        echo_lines((line(user, rec) for user, rec, _ in updates if not user_id or user == user_id), count)
-    except NotARecommendation as e:
-        raise click.ClickException(str(e)) from None
-
-
-@cli.command()
-@click.option("--from-beginning", is_flag=True, help="every record still in the DLQ, not only new ones")
-@click.option("--follow", is_flag=True, help="keep waiting for new records (default: stop at the end)")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per record")
-@click.option("--timeout", type=float, help="stop after this many seconds")
-@click.option("--count", type=click.IntRange(min=1), help="stop after this many records")
-@click.pass_context
-def dlq(ctx: click.Context, from_beginning: bool, follow: bool, as_json: bool, timeout: float | None,
-        count: int | None):
-    """Print what the worker rejected: each dead-lettered record's reason, the topic, partition and
-    offset it came from, and a preview of its original bytes."""
-    import orjson
-
-    from streams.cli.dlq import format_line, rejected
-
-    settings = settings_for(ctx)
-    records = rejected(settings, from_beginning=from_beginning, follow=follow, timeout_s=timeout)
-    shown = echo_lines((orjson.dumps(rec).decode() if as_json else format_line(rec) for rec in records), count)
-    if not as_json and not follow:
-        click.echo(f"{shown} rejected record{'s' if shown != 1 else ''} in {settings.dlq_topic}", err=True)
 
 
 @cli.command()
@@ -554,7 +379,8 @@ def state_dump(ctx: click.Context, models: bool):
     click.echo(dump_state(settings.state_dir, settings.interactions_topic, models).decode())
 
 
-cli.add_command(evaluate)
+for command in (evaluate, forget, opt_out, opt_in, explain, tail, dlq):
+    cli.add_command(command)
 
 
 def main() -> None:
