@@ -31,6 +31,10 @@ class Catalog:
         self._new: dict[str, list[str]] = {}  # category ("" = all) -> newest items, newest last
         self._members: dict[str, set[str]] = {}     # category ("" = all) -> items
         self._sorted: dict[str, list[str]] = {}     # cache of sorted(_members[c]), dropped on change
+        # What content affinity reads: item -> the number of its (category, tags) combination
+        self.content_ids: dict[str, int] = {}
+        self.combinations: list[tuple[str | None, tuple[str, ...]]] = []  # by number
+        self._combination_ids: dict[tuple, int] = {}
 
     def observe(self, ts: int) -> None:
         """Advance the event-time clock that dates new items (called for every learned event)."""
@@ -46,6 +50,12 @@ class Catalog:
         )
         old = self._items.get(item.item_id)
         self._items[item.item_id] = item
+        combination = (item.category, item.tags)
+        number = self._combination_ids.get(combination)
+        if number is None:
+            number = self._combination_ids[combination] = len(self.combinations)
+            self.combinations.append(combination)
+        self.content_ids[item.item_id] = number
         self._removed.discard(item.item_id)
         if old is None or old.category != item.category:
             if old is not None:
@@ -65,6 +75,7 @@ class Catalog:
 
     def remove(self, item_id: str) -> None:
         old = self._items.pop(item_id, None)
+        self.content_ids.pop(item_id, None)
         if old is not None:
             self._leave(old)
         self._removed.add(item_id)

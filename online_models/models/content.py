@@ -6,17 +6,14 @@ forgotten with the user. Keys: the category name, and `#tag` for tags.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 from online_models.catalog import Catalog
 from online_models.events import Interaction
 from online_models.state.user_state import UserState
 
 TASTE_DECAY = 0.9   # each new signal counts a little more than the old ones
 MAX_TASTE = 24      # keys kept per user
-
-
-def _no_affinity(item_id: str) -> float:
-    """A user without taste likes nothing in particular."""
-    return 0.0
 
 
 class ContentModel:
@@ -51,31 +48,30 @@ class ContentModel:
 
     def affinity(self, user: UserState, item_id: str) -> float:
         """Taste for one item in [-1, 1], relative to the user's strongest taste."""
-        return self.affinity_of(user)(item_id)
+        return next((a for _, a in self.liked(user, (item_id,))), 0.0)
 
-    def affinity_of(self, user: UserState):
-        """`affinity(user, ·)` for many items: the user's strongest taste is found once, and each
-        (category, tags) combination is scored once (many items share one)."""
+    def liked(self, user: UserState, items: Iterable[str]) -> list[tuple[str, float]]:
+        """(item, affinity) for each of `items` the user's taste says something about (not 0),
+        in their order. The user's strongest taste is found once, and each (category, tags)
+        combination is scored once: many items share one."""
         taste = user.taste
         if not taste:
-            return _no_affinity
-        get_item, get_taste = self.catalog.get, taste.get
+            return []
+        get_taste = taste.get
+        get_tag = {key[1:]: 0.5 * value for key, value in taste.items() if key.startswith("#")}.get
         lead = max(map(abs, taste.values()), default=0.0) or 1.0
-        known: dict[tuple, float] = {}
-
-        def affinity(item_id: str) -> float:
-            item = get_item(item_id)
-            if item is None:
-                return 0.0
-            key = (item.category, item.tags)
-            a = known.get(key)
-            if a is None:
-                s = get_taste(item.category, 0.0) if item.category else 0.0
-                for tag in item.tags:
-                    s += 0.5 * get_taste("#" + tag, 0.0)
-                a = known[key] = max(-1.0, min(1.0, s / lead))
-            return a
-        return affinity
+        items = list(items)
+        numbers = list(map(self.catalog.content_ids.get, items))  # None: not in the catalogue
+        combinations = self.catalog.combinations
+        scores: dict[int | None, float] = {None: 0.0}
+        for number in set(numbers):  # each combination once (its value does not depend on the order)
+            if number is not None:
+                category, tags = combinations[number]
+                s = get_taste(category, 0.0) if category else 0.0
+                for tag in tags:
+                    s += get_tag(tag, 0.0)
+                scores[number] = max(-1.0, min(1.0, s / lead))
+        return [(item, a) for item, a in zip(items, map(scores.__getitem__, numbers)) if a]
 
     def candidates(self, user: UserState, n: int) -> list[tuple[str, str]]:
         """(item, reason) for items still new (catalog.NEW_WINDOW_MS of the user's last event)

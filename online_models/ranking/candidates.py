@@ -199,8 +199,7 @@ class CandidateSources:
             for item, reason in self.content.candidates(user, cfg.content_candidates):
                 add(F_CONTENT, [item], [0.5])
                 tag((item,), ("content", reason))
-            affinity = self.content.affinity_of(user)
-            liked = [(item, a) for item in out.known() if (a := affinity(item))]
+            liked = self.content.liked(user, out.known())
             add(F_CONTENT, [item for item, _ in liked], [a for _, a in liked])
         tag(popular, ("trending", "popular this month"))  # last: the reasons above are more specific
         vec = out.vec = self.mf.user_vector(user) if on[MF] else None
