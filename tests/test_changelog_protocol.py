@@ -158,7 +158,7 @@ def test_packed_model_rows_apply_at_their_commit_only_and_say_which_records_exis
     state, reader = restore(log.records)
     assert state == expected and reader.position == 25
     assert b"m3" not in reader.dirty, "a fenced owner's packed record has its own key: nothing to correct"
-    assert {(e, s) for e, s, _, _ in reader.packed_ranges()} >= {("A", 0), ("B", 0)}
+    assert {(e, s) for e, s, *_ in reader.packed_ranges()} >= {("A", 0), ("B", 0)}
     assert reader.rows > reader.records, "a packed record counts every row it holds"
     # A snapshot makes everything packed before it garbage for the snapshot after it; the
     # tombstones that snapshot writes are skipped by a later read.
@@ -169,7 +169,7 @@ def test_packed_model_rows_apply_at_their_commit_only_and_say_which_records_exis
     assert rows_key("A", 0, 0) in {k for k, _, _ in tombstones}
     later, after = restore(log.records[at:] + tombstones)
     assert later == {b"u1": b"1", b"m5": b"5"}
-    assert after.garbage == reader.packed_ranges() and after.packed_ranges() == [["B", 2, 2, 1]]
+    assert after.garbage == reader.packed_ranges() and after.packed_ranges() == [["B", 2, 2, 1, 1]]
 
 
 def test_ranges_cover_each_written_key_and_keep_a_snapshot_run_apart():
@@ -180,3 +180,43 @@ def test_ranges_cover_each_written_key_and_keep_a_snapshot_run_apart():
     keys = set(Ranges.keys(ranges))
     assert {rows_key("A", 0, 1), rows_key("A", 3, 1), rows_key("A", 4, 39), rows_key("B", 0, 0)} <= keys
     assert len(ranges) == 4 and len(keys) < 60, "the snapshot's 40 parts are not multiplied by every interval"
+    ramp: list = []
+    for seq in range(1000):
+        Ranges.add(ramp, "A", seq, 1)
+    for n, parts in enumerate((2, 4, 8, 16, 32, 64)):
+        Ranges.add(ramp, "A", 1000 + n, parts)
+    written = 1000 + 2 + 4 + 8 + 16 + 32 + 64
+    assert len(Ranges.keys(ramp)) <= 2 * written, "a gradual ramp of parts does not multiply the tombstones"
+
+
+def test_a_complete_snapshot_replaces_every_model_row_so_a_deleted_packed_record_resurrects_nothing():
+    """Model rows written on their own keys (before packing) stay the newest record of their key;
+    the packed record that deleted one is itself deleted after two snapshots. A read from the
+    start must still not bring the row back: a committed snapshot holds every model row."""
+    x, y = b"m\x00mf\x00x", b"m\x00mf\x00y"
+    log = Log()
+    log.fence("A"); log.claim("A", None, None, None)
+    log.interval("A", 0, {x: b"x-old", y: b"y-old", b"u\x00u": b"1"}, 10)    # written per key
+    log.fence("B"); log.claim("B", "A", 0, 10)
+    log.interval("B", 0, {}, 20, packed={x: None, y: b"y-new"})              # x evicted, packed
+    log.snapshot("B", 1, {b"u\x00u": b"1"}, 20)
+    snapshot_rows = list(pack_rows([(y, b"y-new")]))
+    at = len(log.records) - 1                                                  # before its commit
+    log.records[at:at] = [(rows_key("B", 1, 0), snapshot_rows[0], row_headers("B", 1))]
+    expected = {y: b"y-new", b"u\x00u": b"1"}
+    gone = {rows_key("B", 0, 0)}
+    compacted = [r for r in log.compacted() if r[0] not in gone]
+    for records in (log.records, compacted):
+        assert restore(records)[0] == expected
+
+
+def test_a_snapshot_that_never_committed_moves_nothing_to_garbage():
+    log = Log()
+    log.fence("A"); log.claim("A", None, None, None)
+    log.interval("A", 0, {}, 10, packed={b"m\x00a": b"1"})
+    log.records.append((*snapshot_record("A", 1, []), row_headers("A", 1)))   # kill -9 mid-snapshot
+    log.records.append((rows_key("A", 1, 0), next(pack_rows([(b"m\x00a", b"1")])), row_headers("A", 1)))
+    state, reader = restore(log.records)
+    assert state == {b"m\x00a": b"1"}
+    assert reader.boundaries == 0 and reader.garbage == []
+    assert reader.packed_ranges() == [["A", 0, 1, 1, 1]], "both intervals stay live: the snapshot before them is the fallback"

@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import orjson
 
+from online_models.state.store import MODEL
 from online_models.state.store import POSITION as LEGACY_POSITION
 
 FENCE = b"\x00fence\x00"
@@ -82,7 +83,7 @@ def pack_rows(rows: Iterable[tuple[bytes, bytes | None]], limit: int = PACKED_BY
     for key, value in rows:
         keys.append(key)
         values.append(value)
-        size += len(key) + (0 if value is None else len(value))
+        size += 8 + len(key) + (0 if value is None else len(value))
         if size > limit:
             yield _packed(keys, values)
             keys, values, size = [], [], 0
@@ -117,25 +118,27 @@ def unpack_rows(raw: bytes) -> dict[bytes, bytes | None]:
 
 
 class Ranges:
-    """Which packed-rows records exist, as [epoch, first seq, last seq, most parts] runs: what a
-    snapshot needs to delete them without a list of every key."""
+    """Which packed-rows records exist, as [epoch, first seq, last seq, most parts, fewest parts]
+    runs: what a snapshot needs to delete them without a list of every key."""
 
     @staticmethod
     def add(ranges: list, epoch: str, seq: int, parts: int) -> None:
         if parts <= 0:
             return
         last = ranges[-1] if ranges else None
-        # Runs may span gaps and round parts up (a tombstone of no record costs a few bytes), but
-        # a snapshot's many parts get a run of their own.
-        if last is not None and last[0] == epoch and seq >= last[2] and max(parts, last[3]) <= 2 * min(parts, last[3]):
+        # A run may span gaps and round every seq's parts up to its most (a tombstone of no record
+        # costs a few bytes), as long as its most stays within twice its fewest: at most about
+        # twice the tombstones of the records that exist, and a snapshot's many parts apart.
+        if last is not None and last[0] == epoch and seq >= last[2] \
+                and max(parts, last[3]) <= 2 * min(parts, last[4]):
             last[2] = seq
-            last[3] = max(last[3], parts)
+            last[3], last[4] = max(last[3], parts), min(last[4], parts)
         else:
-            ranges.append([epoch, seq, seq, parts])
+            ranges.append([epoch, seq, seq, parts, parts])
 
     @staticmethod
     def keys(ranges: list) -> list[bytes]:
-        return [rows_key(epoch, seq, part) for epoch, first, last, parts in ranges
+        return [rows_key(epoch, seq, part) for epoch, first, last, parts, *_ in ranges
                 for seq in range(first, last + 1) for part in range(parts)]
 
 
@@ -183,7 +186,9 @@ class ChainReader:
     rows: int = 0  # rows read: a record of packed rows counts them all
     packed: dict = field(default_factory=dict)   # (epoch, seq) -> parts of packed rows since the last snapshot read
     garbage: list = field(default_factory=list)  # packed-rows ranges before it: the next snapshot deletes them
-    boundaries: int = 0  # snapshots of the chain read (not a fenced owner's)
+    boundaries: int = 0  # complete snapshots of the chain read (not a fenced owner's)
+    model_keys: set = field(default_factory=set)  # model rows applied: a complete snapshot replaces them all
+    _snapshot_at: tuple | None = None  # (epoch, seq, packed before it, its garbage) until its commit
 
     def __post_init__(self):
         if self.local is not None:
@@ -240,10 +245,8 @@ class ChainReader:
                 self.current, self.mid_log = epoch, True
                 self.known.add(epoch)
                 self.committed[epoch] = snapshot["seq"] - 1
-            if epoch == self.current:  # a fenced owner's snapshot is no boundary
-                self.garbage += self.packed_ranges() + snapshot.get("garbage", [])
-                self.packed = {}
-                self.boundaries += 1
+            if epoch == self.current:  # a fenced owner's snapshot is no boundary; this one is, once committed
+                self._snapshot_at = (epoch, snapshot["seq"], set(self.packed), snapshot.get("garbage", []))
             return
         if key.startswith(COMMIT):
             epoch, commit = key[len(COMMIT):].decode(), orjson.loads(value)
@@ -258,6 +261,7 @@ class ChainReader:
                         self._drop(self.held[1])
                         self.held = None
                     self.reset()
+                    self.model_keys = set()
                 self._apply_upto(self.pending, commit["seq"], epoch)
                 self.position = commit["position"]
             elif self.mid_log and epoch not in self.known:
@@ -306,10 +310,23 @@ class ChainReader:
             self._drop(self.held[1])
         self._drop(self.pending)
 
+    def _boundary(self, snapshot: tuple) -> None:
+        """A snapshot committed: what was packed before it is garbage for the next one."""
+        _, _, before, garbage = snapshot
+        earlier = {k: v for k, v in self.packed.items() if k in before}
+        self.packed = {k: v for k, v in self.packed.items() if k not in before}
+        self.garbage += self._ranges(earlier) + garbage
+        self.boundaries += 1
+        self._snapshot_at = None
+
     def packed_ranges(self) -> list:
         """The packed-rows records read since the last snapshot, as `Ranges`."""
+        return self._ranges(self.packed)
+
+    @staticmethod
+    def _ranges(packed: dict) -> list:
         ranges: list = []
-        for (epoch, seq), parts in self.packed.items():
+        for (epoch, seq), parts in packed.items():
             Ranges.add(ranges, epoch, seq, parts)
         return ranges
 
@@ -320,9 +337,23 @@ class ChainReader:
 
     def _apply_upto(self, intervals: dict[int, dict], upto: int, epoch: str) -> None:
         rows: dict[bytes, bytes | None] = {}
+        snapshot = self._snapshot_at
         for seq in sorted(intervals):
             if seq <= upto:
-                rows.update(intervals.pop(seq))
+                interval = intervals.pop(seq)
+                if snapshot is not None and snapshot[:2] == (epoch, seq):
+                    # A complete snapshot holds every model row: any other applied so far is gone
+                    # (its deletion may have been in a packed record since deleted itself).
+                    applied = self.model_keys.union(k for k in rows if k.startswith(MODEL))
+                    rows.update(dict.fromkeys(applied.difference(interval)))
+                    self._boundary(snapshot)
+                rows.update(interval)
+        for key, value in rows.items():
+            if key.startswith(MODEL):
+                if value is None:
+                    self.model_keys.discard(key)
+                else:
+                    self.model_keys.add(key)
         self.committed[epoch] = max(self.committed.get(epoch, -1), upto)
         if rows:
             self.apply(rows)

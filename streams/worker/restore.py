@@ -89,10 +89,13 @@ class RestoreJob:
         self._start(None, 0)
 
     def step(self, max_records: int = 5000) -> Restored | None:
-        """Read and apply up to `max_records`; the result once the fence is reached, else None."""
+        """Read and apply about `max_records` rows; the result once the fence is reached, else None."""
         if self.next >= self.end:
             return self._finish()
-        msgs = self._client.consume(min(max_records, 1000), 0.2)
+        # A packed record holds many rows: read as many records as keep a step near max_records rows.
+        reader = self.reader
+        per_record = max(reader.rows, 1) / max(reader.records, 1)
+        msgs = self._client.consume(max(1, min(max_records, 1000, int(max_records / per_record))), 0.2)
         for msg in msgs:
             err = msg.error()
             if err is not None:
