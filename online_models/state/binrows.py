@@ -69,11 +69,11 @@ def unpack_neighbours(raw: bytes) -> dict[str, float]:
 
 
 def readable(raw: bytes) -> object:
-    """A binary row as plain data, for `reco state dump` and tests."""
+    """A stored model row as plain data (binary rows decoded too), for `reco state dump` and tests."""
     if raw[:2] == VECTOR:
         index, bias, last_ts, vector = unpack_vector(raw)
         return [index, bias, last_ts, *vector.tolist()]
-    return unpack_neighbours(raw)
+    return unpack_neighbours(raw) if is_binary(raw) else orjson.loads(raw)
 
 
 def _expect(raw: bytes, kind: bytes) -> None:

@@ -27,8 +27,7 @@ def dump_state(state_dir: Path, topic: str, include_models: bool = False) -> byt
             if include_models:
                 rows = models.setdefault(str(partition), {})
                 for key, raw in store.scan(MODEL):
-                    rows[key[len(MODEL):].decode().replace("\x00", "/")] = \
-                        binrows.readable(raw) if binrows.is_binary(raw) else binrows.decode(raw)
+                    rows[key[len(MODEL):].decode().replace("\x00", "/")] = binrows.readable(raw)
                 clock = store.get(RETENTION_CLOCK)
                 if clock is not None:
                     retention[str(partition)] = {"clock": int(clock), "last_ts": {

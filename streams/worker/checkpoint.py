@@ -25,14 +25,13 @@ import logging
 import os
 import signal
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from online_models.engine import Engine
 from online_models.state.store import KEYS, MODEL, OPT_OUT, RETENTION, RETENTION_INDEX, USER
 from streams.metrics import Metrics
-from streams.worker.changelog import ROWS as ROWS_KEY
 from streams.worker.changelog import Ranges, commit_record, pack_rows, row_headers, rows_key, snapshot_record
 
 log = logging.getLogger(__name__)
@@ -126,7 +125,11 @@ class Checkpointer:
             meta = dict(engine.store.meta)
             seq = meta["seq"] + 1
             headers = row_headers(meta["epoch"], seq)
-            records = self._records(meta["epoch"], seq, rows.items())
+            keyed, models = [], []
+            for row in rows.items():  # rows that name a user stay on their keys, model rows are packed
+                (models if row[0].startswith(MODEL) else keyed).append(row)
+            packed = list(self._packed(meta["epoch"], seq, models))
+            records = keyed + packed
             for n, (key, value) in enumerate(records):
                 self.produce(self.changelog_topic, key, value, partition=partition, headers=headers)
                 if n == len(records) // 2:
@@ -135,7 +138,7 @@ class Checkpointer:
             committed_at: list[int] = []
             self.produce(self.changelog_topic, key, value, partition=partition, headers=headers, offsets=committed_at)
             meta["packed"] = [list(r) for r in meta.get("packed", [])]
-            Ranges.add(meta["packed"], meta["epoch"], seq, sum(k.startswith(ROWS_KEY) for k, _ in records))
+            Ranges.add(meta["packed"], meta["epoch"], seq, len(packed))
             meta.update(seq=seq, log_records=meta.get("log_records", 0) + len(rows) + 1)
             staged[partition] = (engine, rows, position, meta, committed_at)
         self.flush()
@@ -152,14 +155,12 @@ class Checkpointer:
                 commit_offsets(offsets + snapshots)
 
     @staticmethod
-    def _records(epoch: str, seq: int, rows) -> list[tuple[bytes, bytes | None]]:
-        """An interval's changelog records: each row that is not a model row on its own key (the
-        rows that name a user: compaction keeps their latest only, forget's tombstone reaches
-        every copy), the model rows packed into a few records."""
-        keyed, models = [], []
-        for key, value in rows:
-            (models if key.startswith(MODEL) else keyed).append((key, value))
-        return keyed + [(rows_key(epoch, seq, n), packed) for n, packed in enumerate(pack_rows(models))]
+    def _packed(epoch: str, seq: int, model_rows) -> Iterator[tuple[bytes, bytes]]:
+        """Interval `seq`'s model rows as its packed changelog records (key, value). The other
+        rows each keep a record on their own key: compaction keeps a user's latest only, and
+        forget's tombstone reaches every copy."""
+        for part, packed in enumerate(pack_rows(model_rows)):
+            yield rows_key(epoch, seq, part), packed
 
     @staticmethod
     def _erase_people(engine: Engine, rows: dict[bytes, bytes | None]) -> None:
@@ -197,9 +198,8 @@ class Checkpointer:
                 models[0] += 1
                 yield row
         parts = 0
-        for parts, packed in enumerate(pack_rows(model_rows()), 1):
-            self.produce(self.changelog_topic, rows_key(meta["epoch"], seq, parts - 1), packed,
-                         partition=partition, headers=headers)
+        for parts, (key, value) in enumerate(self._packed(meta["epoch"], seq, model_rows()), 1):
+            self.produce(self.changelog_topic, key, value, partition=partition, headers=headers)
         key, value = commit_record(meta["epoch"], seq, store.position)
         self.produce(self.changelog_topic, key, value, partition=partition, headers=headers, offsets=offsets)
         # The snapshot before this one is now the oldest a restore may need (it starts at this one,
