@@ -29,7 +29,7 @@ from streams.worker.decode import (CONTROL_ACTIONS, PLAUSIBLE_RECORD_TS, Rejecte
                                    decode_control, decode_interaction, dlq_headers)
 from streams.worker.quality import CoverageWindow
 from streams.worker.record_time import RecordClock
-from streams.worker.restore import RestoreJob, topic_ids
+from streams.worker.restore import RestoreJob, packed_records, topic_ids
 
 log = logging.getLogger(__name__)
 
@@ -478,7 +478,7 @@ class Worker:
         store.write({}, None, {"epoch": acq.epoch, "seq": -1, "fence": acq.fence, "next": claimed_at + 1,
                                "changelog_id": acq.ids[s.changelog_topic], "input_id": input_id,
                                "log_records": log_records, "snapshot_rows": snapshot_rows,
-                               **self._packed_records(store.meta if acq.local else {}, restored)})
+                               **packed_records(store.meta if acq.local else {}, restored)})
         if restored is not None and restored.corrections:
             self.checkpointer.corrections[partition] = restored.corrections
         engine = Engine(store, self.catalog, self.config)
@@ -489,17 +489,6 @@ class Worker:
                                                  self.checkpointer.snapshot(partition, engine))])
         self.next_offset[partition] = store.position or 0
         self._assign_shards()
-
-    @staticmethod
-    def _packed_records(meta: dict, restored) -> dict:
-        """Which packed-rows records the changelog holds, since the last snapshot and before it
-        (the next snapshot deletes those): the local store's and what the restore read."""
-        packed, garbage = meta.get("packed", []), meta.get("garbage", [])
-        if restored is not None:
-            if restored.boundaries:
-                packed, garbage = [], garbage + packed + restored.garbage
-            packed = packed + restored.packed
-        return {"packed": packed, "garbage": garbage}
 
     def _assign_shards(self) -> None:
         """Fetch exactly the partitions with a ready shard, each from its next offset."""

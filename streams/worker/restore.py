@@ -161,6 +161,17 @@ class RestoreJob:
         self._client.close()
 
 
+def packed_records(meta: dict, restored: Restored | None) -> dict:
+    """Which packed-rows records the changelog holds, since the last snapshot and before it
+    (the next snapshot deletes those): the local store's (`meta`) and what the restore read."""
+    packed, garbage = meta.get("packed", []), meta.get("garbage", [])
+    if restored is not None:
+        if restored.boundaries:
+            packed, garbage = [], garbage + packed + restored.garbage
+        packed = packed + restored.packed
+    return {"packed": packed, "garbage": garbage}
+
+
 def topic_ids(admin, names: list[str], timeout: float = 10.0) -> dict[str, str | None]:
     """Each topic's id (a topic deleted and created again gets a new one); None where the broker
     does not say."""
