@@ -395,6 +395,10 @@ def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run(contr
     assert lat["events"] > 0 and 0 < lat["lists"] <= lat["events"]
     assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] < 60_000
     assert lat["checkpoints"] >= 1 and lat["checkpoint_mean_ms"] > 0  # reco_checkpoint_seconds, as exported
+    # beside it, the same pacing through the same Kafka path with no engine: every event answered
+    echo = lat["echo"]
+    assert echo["events"] == lat["events"] and 0 < echo["lists"] <= echo["events"]
+    assert 0 < echo["p50_ms"] <= echo["p95_ms"] <= echo["p99_ms"] < 60_000
     # one worker process, then two sharing the partitions: both finish every event
     sc = result["scaling"]
     assert sc["workers_1_events_per_s"] > 0 and sc["workers_2_events_per_s"] > 0
@@ -408,7 +412,7 @@ def test_bench_measures_the_worker_against_a_bare_consumer_in_the_same_run(contr
     assert table.returncode == 0 and "median worker/bare ratio: " in table.stdout, table.stderr[-2000:]
     assert f"500 events of {contract_file}" in table.stdout and "distinct users per 500-event batch" in table.stdout
     assert "bytes per user" in table.stdout and "loaded from the cache in" in table.stdout
-    assert "produce to list readable p50" in table.stdout
+    assert "produce to list readable p50" in table.stdout and "same Kafka path with no engine" in table.stdout
     assert "scaling: not measured (two workers need --partitions 2 or more)" in table.stdout
 
 

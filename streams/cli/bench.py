@@ -1,7 +1,8 @@
 """`reco bench`: worker throughput as a ratio of a bare consumer's, measured in the same run on
 the same broker and the same topic (this machine is noisy: only the ratio is comparable); then
-what the state weighs per user and per item, the process's peak memory, and how long the
-compiled kernels take to compile from nothing and to load from numba's cache."""
+what the state weighs per user and per item, the latency from producing an event to its list
+being readable (beside the same Kafka path with no engine, `Echo`), the process's peak memory, and
+how long the compiled kernels take to compile from nothing and to load from numba's cache."""
 from __future__ import annotations
 
 import os
@@ -119,13 +120,53 @@ def state_sizes(settings: Settings, events: list[dict]) -> dict:
             "items": items, "model_bytes_per_item": round(model_bytes / max(items, 1))}
 
 
-def latency(settings: Settings, events: list[dict], rate: float, seconds: float = 10.0) -> dict:
+class Echo:
+    """The worker's Kafka path with no engine: the same consumer and producer settings and the
+    same way of taking a batch (what has arrived, else a wait of up to the batch timeout), and
+    for each user's last event of a batch a record naming it as the trigger, keyed by the user,
+    on `recommendations` — no decoding past the event id, no state, no checkpoints. Its latency
+    is the floor the broker and the clients alone set (measured beside the worker's)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        s = self.settings
+        consumer = clients.consumer(s, **{"auto.offset.reset": "earliest"})  # a new group, a new topic
+        producer = clients.producer(s)
+        consumer.subscribe([s.interactions_topic])
+        try:
+            while not self._stop.is_set():
+                msgs = consumer.consume(s.batch_size, 0)
+                if not msgs:
+                    first = consumer.poll(s.batch_timeout_s)
+                    msgs = [] if first is None else [first, *consumer.consume(s.batch_size - 1, 0)]
+                last: dict[bytes, str] = {}
+                for msg in msgs:
+                    if msg.error() is None:
+                        last[msg.key()] = orjson.loads(msg.value())["event_id"]
+                for user, event_id in last.items():
+                    producer.produce(s.recommendations_topic, key=user,
+                                     value=orjson.dumps({"trigger": {"event_id": event_id}}))
+                producer.poll(0)
+        finally:
+            producer.flush(10)
+            consumer.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def latency(settings: Settings, events: list[dict], rate: float, seconds: float = 10.0,
+            echo: bool = False) -> dict:
     """Produce to list: `events` sent at `rate` per second (stamped with the time of sending) to a
-    running worker, and for every list published on `recommendations`, the time from sending the
-    event it answers (its `trigger`) to a consumer reading it — p50/p95/p99 in ms. A list answers
-    its user's last event of a batch; earlier events of that user in the batch are in it too."""
+    running worker (`echo`: to an `Echo`), and for every list published on `recommendations`, the
+    time from sending the event it answers (its `trigger`) to a consumer reading it —
+    p50/p95/p99 in ms. A list answers its user's last event of a batch; earlier events of that
+    user in the batch are in it too."""
     metrics = Metrics()
-    worker = Worker(settings, metrics)
+    worker = Echo(settings) if echo else Worker(settings, metrics)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     reader = clients.consumer(settings, group_id=f"bench-latency-{uuid.uuid4().hex[:6]}",
@@ -180,11 +221,14 @@ def latency(settings: Settings, events: list[dict], rate: float, seconds: float 
 
     def pct(q: float) -> float:
         return round(1000 * took[min(len(took) - 1, int(q * len(took)))], 1) if took else float("nan")
+    measured = {"rate_events_per_s": round(rate), "events": n, "lists": len(took),
+                "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99)}
+    if echo:
+        return measured
     checkpoints = {sample.name: sample.value for metric in metrics.checkpoint_seconds.collect()
                    for sample in metric.samples}
     count = checkpoints.get("reco_checkpoint_seconds_count", 0.0)
-    return {"rate_events_per_s": round(rate), "events": n, "lists": len(took),
-            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+    return {**measured,
             # the worker's checkpoints over the whole phase (warm-up included): nothing is processed meanwhile
             "checkpoints": int(count),
             "checkpoint_mean_ms": round(1000 * checkpoints.get("reco_checkpoint_seconds_sum", 0.0) / count, 1)
@@ -289,6 +333,8 @@ def run_bench(n_events: int, partitions: int, rounds: int, events: list[dict] | 
         sizes = state_sizes(s, events)  # the last round's stores: every round learns the same events
         half = sorted(x["worker_events_per_s"] for x in results)[len(results) // 2] / 2
         delay = latency(fresh_settings(broker.bootstrap, partitions, Path(state)), events, half)
+        # the same pacing through the same Kafka path with no engine: what the broker and clients cost
+        delay["echo"] = latency(fresh_settings(broker.bootstrap, partitions, Path(state)), events, half, echo=True)
         scaling = {}
         for processes in (1, 2) if partitions > 1 else ():  # one worker process, then two in one group
             s = fresh_settings(broker.bootstrap, partitions, Path(state))
@@ -318,6 +364,8 @@ def after_rounds(result: dict) -> list[str]:
         f"{lat['lists']:,} lists): produce to list readable p50 {lat['p50_ms']} ms, "
         f"p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms; {lat['checkpoints']} checkpoints meanwhile, "
         f"{lat['checkpoint_mean_ms']} ms each on average",
+        f"latency of the same Kafka path with no engine (an echo of each user's last event of a batch, "
+        f"same rate): p50 {lat['echo']['p50_ms']} ms, p95 {lat['echo']['p95_ms']} ms, p99 {lat['echo']['p99_ms']} ms",
         f"scaling: 1 worker process {sc['workers_1_events_per_s']:,} ev/s, 2 in one group "
         f"{sc['workers_2_events_per_s']:,} ev/s ({sc['speedup']}x)" if sc else
         "scaling: not measured (two workers need --partitions 2 or more)",
